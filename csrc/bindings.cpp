@@ -1,0 +1,27 @@
+// hybrid_fast._C: the Python module that carries the CPU kernels (registered with the torch
+// dispatcher when the library loads) plus small helpers describing the build.
+#include <torch/extension.h>
+
+#include "common/isa.h"
+
+#ifndef HF_TORCH_VERSION
+#define HF_TORCH_VERSION "unknown"
+#endif
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "hybrid_fast compiled CPU kernels";
+  m.def("build_info", [] {
+    pybind11::dict info;
+    info["torch_version"] = HF_TORCH_VERSION;
+#ifdef _OPENMP
+    info["openmp"] = true;
+#else
+    info["openmp"] = false;
+#endif
+    info["isa_compiled"] = pybind11::make_tuple("default", "avx2", "avx512");
+    info["compiler"] = __VERSION__;
+    return info;
+  });
+  m.def("cpu_isa", [] { return hybrid_fast::isa_name(hybrid_fast::cpu_isa()); },
+        "SIMD instruction set the CPU kernels use on this machine (ATEN_CPU_CAPABILITY caps it)");
+}
