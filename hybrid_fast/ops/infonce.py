@@ -1,0 +1,173 @@
+"""Fused InfoNCE loss: public API, autograd and fake (meta) registrations.
+
+The kernels never materialise the (B, N) score matrix; see :func:`infonce_loss` for the contract.
+Layers: raw kernels (csrc/cpu/infonce_cpu.cpp + csrc/cpu/simd/, kernels/triton, kernels/cuda) ->
+the torch ops ``hybrid_fast::infonce_{fwd,bwd,fused}`` (schemas in csrc/ops_def.cpp; fake and
+autograd formulas below) -> :func:`infonce_loss` (validation, backend choice, symmetric term).
+"""
+from __future__ import annotations
+
+import torch
+
+from . import registry
+from .validation import compute_dtype, infonce_inputs, scale_tensor
+from .. import _ext
+
+_OP = registry.op("infonce_loss")
+
+
+# ----------------------------------------------------------------------------- public API
+def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None, symmetric=False,
+                 reduction="mean", backend="auto", row_block: int = 0, col_block: int = 0):
+    r"""InfoNCE with in-batch negatives, fused: the (B, N) score matrix is never materialised.
+
+    Computes, with :math:`s_{ij} = \text{scale} \cdot \langle q_i, p_j \rangle`,
+
+    .. math:: \ell_i = \log \sum_{j \in A_i} e^{s_{ij}} - s_{i, y_i}
+
+    where :math:`y_i` = ``labels[i]`` and :math:`A_i` holds every j except false negatives:
+    ``p_groups[j] == q_groups[i] and j != labels[i]`` (the same passage in another language,
+    duplicates). ``symmetric=True`` adds the passage-to-query term: row ``p[labels[i]]`` against
+    all queries (query k masked when ``q_groups[k] == p_groups[labels[i]]`` and k != i) and
+    averages the two directions (sentence-transformers' MultipleNegativesSymmetricRankingLoss).
+
+    Args:
+        q: (B, d) queries; float32, bfloat16, float16 or float64. Any device a backend serves.
+        p: (N, d) candidates (positives and hard negatives in any layout), same dtype/device.
+        labels: (B,) int64, index in ``p`` of each query's positive; default ``arange(B)``
+            (needs N >= B).
+        scale: float or 0-d tensor, > 0 (1/temperature). If it requires grad, its gradient is
+            computed (learnable temperature).
+        q_groups, p_groups: optional (B,) / (N,) int64 group ids for false-negative masking.
+            ``p_groups`` alone implies ``q_groups = p_groups[labels]``.
+        symmetric: add the passage-to-query direction.
+        reduction: "mean" | "sum" | "none" ((B,) per-query losses).
+        backend: "auto" | "reference" | "cpu" | "triton" | "cuda". "auto" picks the compiled
+            kernel for the tensors' device (:func:`hybrid_fast.backends` lists the choice).
+        row_block, col_block: tile sizes (0 = tuned default); tests force small tiles with them.
+
+    Returns:
+        0-d loss (mean/sum) or (B,) losses ("none"), float32 for float32/bf16/fp16 inputs,
+        float64 for float64. Differentiable w.r.t. q, p and scale.
+
+    Numerics: bf16/fp16 inputs are upcast to fp32 tile by tile; accumulation in fp32 (fp64 for
+    fp64). Log-sum-exp is computed online (running max), so any scale is stable. Expected error
+    vs an fp64 evaluation on the same inputs: ~1e-5 relative in fp32.
+
+    Memory: O((B + N) * d) for gradients and upcast copies plus one score tile
+    (row_block x min(N, col_block), 32 MiB at most by default). The reference needs
+    several (B, N) matrices.
+
+    Complexity: forward alone 2BNd flops; training (mean/sum with grad) 3 x 2BNd when a tile spans
+    all N columns (the default up to N = 32768 in fp32), else 4 x 2BNd; reduction="none" with
+    grad: 4 x 2BNd (the backward needs the upstream per-row gradients). Symmetric adds the same on
+    a (B, B) problem.
+
+    Determinism: the CPU kernel is deterministic for a fixed thread count.
+
+    Raises:
+        ValueError / TypeError naming the argument for: wrong shapes, dtypes, devices, B = 0 or
+        N = 0, N < B with default labels, labels out of range, group tensors of the wrong length,
+        NaN/Inf inputs, non-positive scale, unknown reduction.
+        RuntimeError listing the available backends when ``backend`` cannot run here;
+        :class:`hybrid_fast.MissingExtensionError` when the compiled module is missing or stale.
+    """
+    q, p, labels, q_groups, p_groups = infonce_inputs(q, p, labels, q_groups, p_groups, reduction)
+    s = scale_tensor(scale, q.dtype, q.device)
+    name, impl = _OP.resolve(backend, q.device)
+    if name == "reference":
+        from ..reference.infonce import infonce_rows, reduce_rows  # the oracle, by request
+
+        one_direction = lambda qq, pp, ll, qg, pg: reduce_rows(infonce_rows(qq, pp, ll, s, qg, pg), reduction)  # noqa: E731
+    else:
+        one_direction = lambda qq, pp, ll, qg, pg: impl(qq, pp, ll, s, qg, pg, reduction, row_block, col_block)  # noqa: E731
+    loss = one_direction(q, p, labels, q_groups, p_groups)
+    if symmetric:
+        p_pos = p.index_select(0, labels)
+        pg_pos = p_groups.index_select(0, labels) if p_groups is not None else None
+        back = one_direction(p_pos, q, torch.arange(q.shape[0], device=q.device), pg_pos, q_groups)
+        loss = (loss + back) / 2
+    return loss
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def infonce_one_direction_compiled(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
+    """One direction on a compiled backend (the ops ``hybrid_fast::infonce_*``).
+
+    mean/sum with gradients -> ``infonce_fused`` (loss and gradients in one pass);
+    otherwise ``infonce_fwd`` (its backward, ``infonce_bwd``, recomputes the scores tile by tile).
+    """
+    ops = torch.ops.hybrid_fast
+    if reduction != "none" and _needs_grad(q, p, scale):
+        B = q.shape[0]
+        w = torch.full((B,), 1.0 / B if reduction == "mean" else 1.0, dtype=compute_dtype(q.dtype), device=q.device)
+        return ops.infonce_fused(q, p, labels, scale, q_groups, p_groups, w, row_block, col_block)[0]
+    rows, _ = ops.infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block, col_block)
+    if reduction == "mean":
+        return rows.mean()
+    return rows.sum() if reduction == "sum" else rows
+
+
+_OP.register("reference", ("cpu", "cuda"), lambda d: True, None)
+_OP.register("cpu", ("cpu",), registry.cpu_module_available, infonce_one_direction_compiled)
+
+
+# ------------------------------------------------------- fake (meta) and autograd formulas
+# Registered for the op schemas of csrc/ops_def.cpp; shared by every backend.
+def _register_abstract_and_autograd() -> None:
+    lib = "hybrid_fast::"
+
+    @torch.library.register_fake(lib + "infonce_fwd")
+    def _fwd_fake(q, p, labels, scale, q_groups, p_groups, row_block=0, col_block=0):
+        ct = compute_dtype(q.dtype)
+        return q.new_empty((q.shape[0],), dtype=ct), q.new_empty((q.shape[0],), dtype=ct)
+
+    @torch.library.register_fake(lib + "infonce_bwd")
+    def _bwd_fake(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block=0, col_block=0):
+        return torch.empty_like(q), torch.empty_like(p), q.new_empty((), dtype=compute_dtype(q.dtype))
+
+    @torch.library.register_fake(lib + "infonce_fused")
+    def _fused_fake(q, p, labels, scale, q_groups, p_groups, row_weights, row_block=0, col_block=0):
+        ct = compute_dtype(q.dtype)
+        return (q.new_empty((), dtype=ct), q.new_empty((q.shape[0],), dtype=ct), torch.empty_like(q),
+                torch.empty_like(p), q.new_empty((), dtype=ct))
+
+    def _scale_grad(dscale, scale):
+        return dscale.to(scale.dtype).reshape(scale.shape)
+
+    # infonce_fwd: exact backward for both outputs, through infonce_bwd.
+    def _fwd_setup(ctx, inputs, output):
+        q, p, labels, scale, q_groups, p_groups, row_block, col_block = inputs
+        ctx.save_for_backward(q, p, labels, scale, q_groups, p_groups, output[1])
+        ctx.blocks = (row_block, col_block)
+
+    def _fwd_backward(ctx, grad_rows, grad_lse):
+        q, p, labels, scale, q_groups, p_groups, lse = ctx.saved_tensors
+        dq, dp, dscale = torch.ops.hybrid_fast.infonce_bwd(
+            grad_rows.contiguous(), None if grad_lse is None else grad_lse.contiguous(), q, p, labels, scale,
+            q_groups, p_groups, lse, *ctx.blocks)
+        return dq, dp, None, _scale_grad(dscale, scale), None, None, None, None
+
+    torch.library.register_autograd(lib + "infonce_fwd", _fwd_backward, setup_context=_fwd_setup)
+
+    # infonce_fused: the gradients were computed in the forward pass for the weighted loss;
+    # backward only scales them by the upstream gradient of the loss. Its other outputs (lse and
+    # the gradients themselves) are not differentiable.
+    def _fused_setup(ctx, inputs, output):
+        ctx.save_for_backward(output[2], output[3], output[4], inputs[3])
+        ctx.mark_non_differentiable(output[1], output[2], output[3], output[4])
+
+    def _fused_backward(ctx, grad_loss, *unused):
+        dq, dp, dscale, scale = ctx.saved_tensors
+        g = grad_loss.to(dq.dtype)
+        return (dq * g, dp * g, None, _scale_grad(dscale * grad_loss.to(dscale.dtype), scale), None, None,
+                None, None, None)
+
+    torch.library.register_autograd(lib + "infonce_fused", _fused_backward, setup_context=_fused_setup)
+
+
+if _ext.cpu.available:  # the schemas come with the compiled module
+    _register_abstract_and_autograd()

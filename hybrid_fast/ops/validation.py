@@ -1,0 +1,124 @@
+"""Input validation shared by every backend and by the reference.
+
+Errors name the argument, what was expected and what came. Static checks (shape, dtype,
+device) always run; data-dependent checks (NaN/Inf, index ranges) run in eager mode and are
+skipped while ``torch.compile`` traces (the compiled kernels check index ranges themselves).
+"""
+from __future__ import annotations
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype of every kernel: float64 for float64 inputs, float32 otherwise."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _eager() -> bool:
+    return not torch.compiler.is_compiling()
+
+
+def check_matrix(t, name: str, *, dim_name: str = "rows") -> None:
+    """``t`` is a (rows >= 1, dim) floating tensor."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must be 2-D ({dim_name}, dim), got shape {tuple(t.shape)}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float64, bfloat16 or float16, got {t.dtype}")
+    if t.shape[0] == 0:
+        raise ValueError(f"{name} is empty: expected at least one row, got shape {tuple(t.shape)}")
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has dim 0: expected dim >= 1, got shape {tuple(t.shape)}")
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if _eager() and not bool(torch.isfinite(t).all()):
+        bad = (~torch.isfinite(t)).nonzero()[0].tolist()
+        raise ValueError(f"{name} contains NaN or Inf (first at index {bad}); expected finite values")
+
+
+def check_same(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Same feature dim, dtype and device."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"{name_a} and {name_b} must have the same dim, got {name_a} {tuple(a.shape)} "
+                         f"and {name_b} {tuple(b.shape)}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name_a} and {name_b} must have the same dtype, got {a.dtype} and {b.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"{name_a} and {name_b} must be on the same device, got {a.device} and {b.device}")
+
+
+def check_index_vector(t, name: str, length: int, length_name: str, device: torch.device,
+                       upper: int | None = None, upper_name: str = "") -> torch.Tensor:
+    """An int64 vector of ``length`` on ``device`` (values in [0, upper) when ``upper`` is given)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of int64, got {type(t).__name__}")
+    if t.dtype != torch.int64:
+        raise TypeError(f"{name} must be int64, got {t.dtype}")
+    if t.dim() != 1 or t.shape[0] != length:
+        raise ValueError(f"{name} must have shape ({length_name}={length},), got {tuple(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{name} must be on {device} like the embeddings, got {t.device}")
+    if upper is not None and _eager() and length > 0:
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} out of range: expected 0 <= {name} < {upper_name} = {upper}, got {bad}")
+    return t.contiguous()
+
+
+def scale_tensor(scale, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``scale`` (float or 0-d tensor, positive and finite) as a 0-d tensor; keeps a tensor's grad."""
+    if isinstance(scale, torch.Tensor):
+        if scale.numel() != 1:
+            raise ValueError(f"scale must be a number or a 0-d tensor, got shape {tuple(scale.shape)}")
+        if not scale.is_floating_point():
+            raise TypeError(f"scale must be a floating tensor, got {scale.dtype}")
+        s = scale.reshape(())
+        if _eager():
+            v = float(s.detach())
+            if not (v > 0 and v != float("inf")):
+                raise ValueError(f"scale must be positive and finite (1/temperature), got {v}")
+        return s
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        raise TypeError(f"scale must be a float or a 0-d tensor, got {type(scale).__name__}")
+    if not (scale > 0 and scale != float("inf")):
+        raise ValueError(f"scale must be positive and finite (1/temperature), got {scale}")
+    return torch.tensor(float(scale), dtype=compute_dtype(dtype), device=device)
+
+
+def infonce_inputs(q, p, labels, q_groups, p_groups, reduction):
+    """Validate and normalise the arguments of :func:`hybrid_fast.infonce_loss`.
+
+    Returns ``(q, p, labels, q_groups, p_groups)``, contiguous, with default labels
+    ``arange(B)`` and ``q_groups = p_groups[labels]`` when only ``p_groups`` is given.
+    """
+    check_matrix(q, "q", dim_name="B")
+    check_matrix(p, "p", dim_name="N")
+    check_same(q, p, "q", "p")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    B, N = q.shape[0], p.shape[0]
+    if labels is None:
+        if N < B:
+            raise ValueError(f"default labels arange(B) need N >= B: got B = {B} queries and N = {N} "
+                             f"passages; pass labels= explicitly")
+        labels = torch.arange(B, device=q.device)
+    else:
+        labels = check_index_vector(labels, "labels", B, "B", q.device, upper=N, upper_name="N (rows of p)")
+    if q_groups is not None and p_groups is None:
+        raise ValueError("q_groups was given without p_groups: masking needs both (or p_groups alone, "
+                         "with q_groups defaulting to p_groups[labels])")
+    if p_groups is not None:
+        p_groups = check_index_vector(p_groups, "p_groups", N, "N", q.device)
+        if q_groups is None:
+            q_groups = p_groups.index_select(0, labels)
+        else:
+            q_groups = check_index_vector(q_groups, "q_groups", B, "B", q.device)
+    check_finite(q, "q")
+    check_finite(p, "p")
+    return q.contiguous(), p.contiguous(), labels, q_groups, p_groups

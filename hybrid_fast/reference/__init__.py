@@ -1,0 +1,8 @@
+"""Pure-PyTorch reference implementations of every hybrid_fast op.
+
+They materialise the full score matrix: simple, slow and memory-hungry on purpose. They are the
+oracle of the tests and the "pure PyTorch" baseline of the benchmarks.
+"""
+from .infonce import infonce_loss
+
+__all__ = ["infonce_loss"]

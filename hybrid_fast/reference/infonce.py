@@ -1,0 +1,45 @@
+"""Pure-PyTorch InfoNCE: the test oracle and the "pure PyTorch" benchmark baseline.
+
+Materialises the (B, N) score matrix (and autograd keeps several of them alive), which is
+exactly what the fused kernels avoid. Semantics are identical to :func:`hybrid_fast.infonce_loss`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..ops.validation import compute_dtype, infonce_inputs, scale_tensor
+
+
+def infonce_rows(q: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
+                 q_groups: torch.Tensor | None, p_groups: torch.Tensor | None) -> torch.Tensor:
+    """Per-query losses (B,) of one direction on validated inputs, in the compute dtype."""
+    ct = compute_dtype(q.dtype)
+    scores = scale.to(ct) * (q.to(ct) @ p.to(ct).T)
+    if p_groups is not None:
+        false_negative = q_groups[:, None] == p_groups[None, :]
+        false_negative[torch.arange(q.shape[0], device=q.device), labels] = False
+        scores = scores.masked_fill(false_negative, float("-inf"))
+    return F.cross_entropy(scores, labels, reduction="none")
+
+
+def reduce_rows(rows: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return rows.mean()
+    if reduction == "sum":
+        return rows.sum()
+    return rows
+
+
+def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None, symmetric=False,
+                 reduction="mean"):
+    """Reference of :func:`hybrid_fast.infonce_loss` (same arguments, same result)."""
+    q, p, labels, q_groups, p_groups = infonce_inputs(q, p, labels, q_groups, p_groups, reduction)
+    s = scale_tensor(scale, q.dtype, q.device)
+    rows = infonce_rows(q, p, labels, s, q_groups, p_groups)
+    if symmetric:
+        p_pos = p.index_select(0, labels)
+        pg_pos = p_groups.index_select(0, labels) if p_groups is not None else None
+        back = infonce_rows(p_pos, q, torch.arange(q.shape[0], device=q.device), s, pg_pos, q_groups)
+        rows = (rows + back) / 2
+    return reduce_rows(rows, reduction)
