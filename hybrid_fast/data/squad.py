@@ -1,0 +1,131 @@
+"""SQuAD-format parallel QA (XQuAD, MLQA, translated SQuAD) as (question, passage) records.
+
+Each language is one SQuAD v1.1 JSON file (``{"data": [{"title", "paragraphs": [{"context",
+"qas": [{"id", "question", "answers": [{"answer_start", "text"}]}]}]}]}``). Translations of a
+question share its ``id``; that id is the record's ``group_id`` (the key the training code uses
+to keep translations of one example from being negatives of each other, docs/method.md 1).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ._io import read_json, require
+from .sources import XQUAD_LANGUAGES, resolve_data_dir
+
+
+@dataclass(frozen=True)
+class ParallelQA:
+    """One (question, passage) pair in one language.
+
+    Attributes:
+        group_id: question id shared by all translations of this example.
+        article: article title (English title in XQuAD for every language), for splits by article.
+        lang: language code.
+        question: question text.
+        passage: the paragraph (``context``) that answers it.
+        answer_start: character offset of the first answer in ``passage``.
+        answer_text: text of the first answer.
+        paragraph_index: index of the paragraph among the file's paragraphs (file order).
+    """
+
+    group_id: str
+    article: str
+    lang: str
+    question: str
+    passage: str
+    answer_start: int
+    answer_text: str
+    paragraph_index: int
+
+
+def parse_squad_file(path: Path, lang: str) -> list[ParallelQA]:
+    """Parse one SQuAD v1.1 file into :class:`ParallelQA` records (file order).
+
+    Raises:
+        FileNotFoundError: missing file.
+        ValueError: malformed JSON or record (file and record path named), a question without
+            answers, or a repeated question id.
+    """
+    document = read_json(path)
+    articles = require(document, "data", list, f"{path}")
+    records: list[ParallelQA] = []
+    seen: set[str] = set()
+    paragraph_counter = 0
+    for a, article in enumerate(articles):
+        title = article.get("title", "") if isinstance(article, dict) else ""
+        for p, paragraph in enumerate(require(article, "paragraphs", list, f"{path}: data[{a}]")):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            context = require(paragraph, "context", str, where)
+            for k, qa in enumerate(require(paragraph, "qas", list, where)):
+                qa_where = f"{where}.qas[{k}]"
+                qid = require(qa, "id", str, qa_where)
+                if qid in seen:
+                    raise ValueError(f"{qa_where}: question id {qid!r} repeated")
+                seen.add(qid)
+                answers = require(qa, "answers", list, qa_where)
+                if not answers:
+                    raise ValueError(f"{qa_where}: question {qid!r} has no answers")
+                start = require(answers[0], "answer_start", int, f"{qa_where}.answers[0]")
+                text = require(answers[0], "text", str, f"{qa_where}.answers[0]")
+                records.append(
+                    ParallelQA(
+                        group_id=qid,
+                        article=str(title),
+                        lang=lang,
+                        question=require(qa, "question", str, qa_where),
+                        passage=context,
+                        answer_start=start,
+                        answer_text=text,
+                        paragraph_index=paragraph_counter,
+                    )
+                )
+            paragraph_counter += 1
+    return records
+
+
+def load_squad_parallel(
+    path: str | os.PathLike | None = None,
+    languages: Sequence[str] | None = None,
+    *,
+    name: str = "xquad",
+    file_pattern: str = "xquad.{lang}.json",
+    download: bool | None = None,
+) -> dict[str, list[ParallelQA]]:
+    """Load parallel SQuAD-format files, one per language.
+
+    Args:
+        path: folder with the files; ``None`` = resolve via :func:`resolve_data_dir`.
+        languages: languages to load; default the 12 XQuAD languages.
+        name: dataset name for resolution and messages (``"xquad"`` downloads from GitHub).
+        file_pattern: file name per language, ``{lang}`` substituted (MLQA:
+            e.g. ``"dev-context-{lang}-question-{lang}.json"``).
+        download: see :func:`resolve_data_dir`.
+
+    Returns:
+        ``{lang: [ParallelQA, ...]}`` in file order; records with equal ``group_id`` across
+        languages are translations of each other.
+
+    Raises:
+        ValueError: empty/repeated ``languages`` or malformed files. FileNotFoundError: missing files.
+    """
+    languages = tuple(languages) if languages is not None else XQUAD_LANGUAGES
+    if not languages:
+        raise ValueError("languages: expected at least one language, got none")
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"languages: expected distinct languages, got {list(languages)}")
+    files = [file_pattern.format(lang=lang) for lang in languages]
+    folder = resolve_data_dir(name, path, files=files, download=download)
+    return {lang: parse_squad_file(folder / f, lang) for lang, f in zip(languages, files)}
+
+
+def group_ids_shared_by_all(records: dict[str, list[ParallelQA]]) -> list[str]:
+    """Group ids present in every language of ``records``, in the first language's order."""
+    if not records:
+        return []
+    langs = list(records)
+    common = set.intersection(*({r.group_id for r in records[lang]} for lang in langs))
+    return [r.group_id for r in records[langs[0]] if r.group_id in common]
