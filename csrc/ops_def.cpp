@@ -21,4 +21,11 @@ TORCH_LIBRARY(hybrid_fast, m) {
   m.def(
       "infonce_fused(Tensor q, Tensor p, Tensor labels, Tensor scale, Tensor? q_groups, Tensor? p_groups, "
       "Tensor row_weights, int row_block=0, int col_block=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Exact top-k by inner product, s_ij = <queries_i, corpus_j> in fp32 (fp64 for fp64 inputs),
+  // fused with k-selection (the Q x N scores are never materialised). exclude: (Q, E) int64 ids
+  // to leave out per query, -1 = none. Tiles/splits: 0 = auto. -> (scores (Q, k) compute dtype,
+  // indices (Q, k) int64), best first, ties by ascending index, padded with (-inf, -1).
+  m.def(
+      "topk_ip(Tensor queries, Tensor corpus, int k, Tensor? exclude=None, int tile_q=0, int tile_n=0, "
+      "int splits=0) -> (Tensor, Tensor)");
 }

@@ -1,0 +1,216 @@
+// Exact top-k by inner product on the CPU, fused: tiles of the score matrix are produced by
+// at::mm and consumed in cache by a threshold filter + keep-best-k handler; the Q x N score
+// matrix is never written.
+//
+// Work decomposition. Queries are cut into blocks of Qt rows and the corpus into S contiguous
+// ranges; a task is one (query block, corpus range) pair and runs on one thread:
+//   for each corpus tile of Nt rows in its range (ascending):
+//     [bf16/fp16 corpus: convert the tile to fp32 in a thread-local buffer]
+//     S_tile = Q_blk . tile^T              (at::mm_out, single-threaded inside the task)
+//     excluded ids -> -inf                 (per query, only ids falling in the tile)
+//     per query row: filter_greater(row, theta_row) -> KeepBestK::push_positions
+// Many queries (memory is not the bottleneck): S = 1, the query blocks are split over threads
+// (each thread streams the corpus once per block, compute-bound). Few queries (memory-bound,
+// Q < 64 per thread): one query block and S = threads corpus ranges, so each thread streams a
+// disjoint part of the corpus; the S partial top-k lists of each query are merged at the end
+// (topk_merge, same total order). Tasks run in rounds of at most `threads` query blocks so the
+// handler buffers are bounded.
+//
+// Memory: per task Qt x topk_capacity(k) entries + Qt x Nt scores (+ Nt x d fp32 conversion
+// buffer for bf16/fp16 corpora); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
+// per query block.
+// Determinism: the result is a deterministic function of the inputs and the tile sizes
+// (ties are broken by index; the scores of one (query, id) pair depend on the GEMM blocking).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "common/checks.h"
+#include "common/isa.h"
+#include "common/topk_handler.h"
+#include "cpu/simd/topk_filter.h"
+
+namespace hybrid_fast::cpu {
+namespace {
+
+constexpr int64_t kDefaultTileN = 256;
+constexpr int64_t kMaxTileQ = 512;
+constexpr int64_t kSplitCorpusBelowRowsPerThread = 64;
+constexpr int64_t kHandlerBytesPerTask = int64_t(64) << 20;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Plan {
+  int64_t Qt, Nt, S;
+};
+
+Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, int64_t splits, int64_t entry_bytes) {
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  Plan p{};
+  p.Nt = std::min(N, tile_n > 0 ? tile_n : kDefaultTileN);
+  const bool few_queries = Q < kSplitCorpusBelowRowsPerThread * threads;
+  if (tile_q > 0) {
+    p.Qt = std::min(Q, tile_q);
+  } else if (few_queries) {
+    p.Qt = std::min(Q, kMaxTileQ);
+  } else {
+    const int64_t nqb = threads * ceil_div(Q, threads * kMaxTileQ);
+    p.Qt = ceil_div(Q, nqb);
+  }
+  if (tile_q <= 0) {  // bound the handler memory of one task (matters for k ~ N)
+    const int64_t per_query = topk_capacity(k) * entry_bytes;
+    p.Qt = std::max<int64_t>(1, std::min(p.Qt, kHandlerBytesPerTask / per_query));
+  }
+  const int64_t nqb = ceil_div(Q, p.Qt);
+  if (splits > 0) {
+    p.S = splits;
+  } else {
+    p.S = nqb >= threads ? 1 : ceil_div(threads, nqb);
+  }
+  p.S = std::max<int64_t>(1, std::min(p.S, ceil_div(N, p.Nt)));
+  return p;
+}
+
+// T: compute dtype (float or double). corpus may be T, bf16 or fp16 (converted tile by tile).
+template <typename T>
+void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const int64_t* excl, int64_t E,
+              const Plan& plan, T* out_s, int64_t* out_i) {
+  const auto filter = HF_ISA_DISPATCH(cpu_isa(), filter_greater<T>);
+  const int64_t Q = q.size(0), N = corpus.size(0), d = q.size(1);
+  const int64_t Qt = plan.Qt, Nt = plan.Nt, S = plan.S, cap = topk_capacity(k);
+  const int64_t nqb = ceil_div(Q, Qt), range = ceil_div(N, S);
+  const bool convert = corpus.scalar_type() != q.scalar_type();
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+
+  // Handler storage of one round: [block][split][row][cap] entries, and the kept sizes.
+  std::vector<TopkEntry<T>> entries(static_cast<size_t>(round_blocks * S * Qt * cap));
+  std::vector<int64_t> kept(static_cast<size_t>(round_blocks * S * Qt));
+
+  for (int64_t b0 = 0; b0 < nqb; b0 += round_blocks) {
+    const int64_t nb = std::min(round_blocks, nqb - b0);
+    at::parallel_for(0, nb * S, 1, [&](int64_t t_begin, int64_t t_end) {
+      at::Tensor scores = at::empty({Qt * Nt}, q.options());
+      at::Tensor tile_buf = convert ? at::empty({Nt, d}, q.options()) : at::Tensor();
+      std::vector<int32_t> pos(static_cast<size_t>(Nt));
+      T* sp = scores.data_ptr<T>();
+      for (int64_t task = t_begin; task < t_end; ++task) {
+        const int64_t blk = task / S, split = task % S;
+        const int64_t q0 = (b0 + blk) * Qt, qb = std::min(Qt, Q - q0);
+        const int64_t lo = std::min(N, split * range), hi = std::min(N, lo + range);
+        const at::Tensor qblk = q.narrow(0, q0, qb);
+        TopkEntry<T>* base = entries.data() + (blk * S + split) * Qt * cap;
+        std::vector<KeepBestK<T>> keep;
+        keep.reserve(qb);
+        for (int64_t r = 0; r < qb; ++r) keep.emplace_back(base + r * cap, k);
+        for (int64_t c0 = lo; c0 < hi; c0 += Nt) {
+          const int64_t nc = std::min(Nt, hi - c0);
+          at::Tensor tile = corpus.narrow(0, c0, nc);
+          if (convert) tile = tile_buf.narrow(0, 0, nc).copy_(tile);
+          at::Tensor st = scores.narrow(0, 0, qb * nc).view({qb, nc});
+          at::mm_out(st, qblk, tile.t());
+          for (int64_t r = 0; r < qb; ++r) {
+            T* row = sp + r * nc;
+            if (E > 0) {
+              const int64_t* ex = excl + (q0 + r) * E;
+              for (int64_t e = 0; e < E; ++e) {
+                if (ex[e] >= c0 && ex[e] < c0 + nc) row[ex[e] - c0] = neg_inf;
+              }
+            }
+            const int64_t m = filter(row, nc, keep[r].threshold(), pos.data());
+            keep[r].push_positions(row, pos.data(), m, c0);
+          }
+        }
+        int64_t* kp = kept.data() + (blk * S + split) * Qt;
+        for (int64_t r = 0; r < qb; ++r) kp[r] = keep[r].finish();
+      }
+    });
+    // Merge the S partial lists of every query of the round into the output (padded).
+    const int64_t q_begin = b0 * Qt, q_end = std::min(Q, (b0 + nb) * Qt);
+    at::parallel_for(q_begin, q_end, 16, [&](int64_t i_begin, int64_t i_end) {
+      std::vector<TopkEntry<T>> scratch(static_cast<size_t>(S > 1 ? S * k : 0));
+      std::vector<const TopkEntry<T>*> parts(static_cast<size_t>(S));
+      std::vector<int64_t> sizes(static_cast<size_t>(S));
+      for (int64_t i = i_begin; i < i_end; ++i) {
+        const int64_t blk = i / Qt - b0, r = i % Qt;
+        for (int64_t s = 0; s < S; ++s) {
+          parts[s] = entries.data() + ((blk * S + s) * Qt + r) * cap;
+          sizes[s] = kept[(blk * S + s) * Qt + r];
+        }
+        const TopkEntry<T>* best = parts[0];
+        int64_t n = sizes[0];
+        if (S > 1) {
+          n = topk_merge(parts.data(), sizes.data(), S, k, scratch.data());
+          best = scratch.data();
+        }
+        T* os = out_s + i * k;
+        int64_t* oi = out_i + i * k;
+        for (int64_t j = 0; j < n; ++j) {
+          os[j] = best[j].score;
+          oi[j] = best[j].index;
+        }
+        for (int64_t j = n; j < k; ++j) {
+          os[j] = neg_inf;
+          oi[j] = -1;
+        }
+      }
+    });
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> topk_ip_cpu(const at::Tensor& queries, const at::Tensor& corpus, int64_t k,
+                                               const c10::optional<at::Tensor>& exclude, int64_t tile_q,
+                                               int64_t tile_n, int64_t splits) {
+  check_embeddings(queries, "queries");
+  check_embeddings(corpus, "corpus");
+  const int64_t Q = queries.size(0), N = corpus.size(0), d = queries.size(1);
+  HF_CHECK_VALUE(N > 0, "corpus is empty: expected at least one row, got shape ", corpus.sizes());
+  HF_CHECK_VALUE(corpus.size(1) == d, "queries and corpus must have the same dim, got queries ", queries.sizes(),
+                 " and corpus ", corpus.sizes());
+  HF_CHECK_VALUE(k >= 1 && k <= N, "k must satisfy 1 <= k <= N = ", N, " (corpus rows), got k = ", k);
+  HF_CHECK_VALUE(tile_q >= 0 && tile_n >= 0 && splits >= 0, "tile_q, tile_n and splits must be >= 0 (0 = auto), got ",
+                 tile_q, ", ", tile_n, ", ", splits);
+  const bool f64 = queries.scalar_type() == at::kDouble;
+  HF_CHECK_TYPE(f64 == (corpus.scalar_type() == at::kDouble),
+                "float64 queries need a float64 corpus and vice versa, got queries ", queries.scalar_type(),
+                " and corpus ", corpus.scalar_type());
+  const int64_t* excl = nullptr;
+  int64_t E = 0;
+  if (exclude.has_value()) {
+    const at::Tensor& ex = *exclude;
+    HF_CHECK_TYPE(ex.scalar_type() == at::kLong, "exclude must be int64, got ", ex.scalar_type());
+    HF_CHECK_VALUE(ex.dim() == 2 && ex.size(0) == Q, "exclude must have shape (Q=", Q, ", E), got ", ex.sizes());
+    HF_CHECK_VALUE(ex.device().is_cpu() && ex.is_contiguous(), "exclude must be a contiguous CPU tensor");
+    E = ex.size(1);
+    excl = ex.data_ptr<int64_t>();
+    for (int64_t i = 0; i < ex.numel(); ++i) {
+      HF_CHECK_VALUE(excl[i] >= -1 && excl[i] < N, "exclude[", i / std::max<int64_t>(E, 1), ", ",
+                     i % std::max<int64_t>(E, 1), "] = ", excl[i], " is out of range: expected -1 (none) or 0 <= id < N = ", N);
+    }
+  }
+  const at::ScalarType ct = f64 ? at::kDouble : at::kFloat;
+  const at::Tensor q = queries.to(ct).contiguous();
+  // A corpus in the compute dtype is used in place; bf16/fp16 is converted one tile at a time.
+  const at::Tensor c = corpus.contiguous();
+  at::Tensor out_s = at::empty({Q, k}, q.options());
+  at::Tensor out_i = at::empty({Q, k}, q.options().dtype(at::kLong));
+  if (Q == 0) return {out_s, out_i};
+  const Plan plan = make_plan(Q, N, k, tile_q, tile_n, splits, f64 ? sizeof(TopkEntry<double>) : sizeof(TopkEntry<float>));
+  if (f64) {
+    run_topk<double>(q, c, k, excl, E, plan, out_s.data_ptr<double>(), out_i.data_ptr<int64_t>());
+  } else {
+    run_topk<float>(q, c, k, excl, E, plan, out_s.data_ptr<float>(), out_i.data_ptr<int64_t>());
+  }
+  return {out_s, out_i};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hybrid_fast, CPU, m) { m.impl("topk_ip", &topk_ip_cpu); }
+
+}  // namespace hybrid_fast::cpu
