@@ -1,0 +1,182 @@
+"""LAReQA-style evaluation (XQuAD-R, MLQA-R): mono, cross and multilingual mAP, R@k and
+language bias (rank distance). Definitions: :mod:`hybrid_fast.eval.metrics` and docs/evaluation.md.
+
+Settings, for languages L (11 on XQuAD-R), ranking candidates by inner product (ties: lower
+candidate index first):
+
+* mono (X, X): queries in X ranked against the candidates of X; mAP and R@1 per X; ``mono`` =
+  mean over X.
+* cross (X, Y), Y != X: queries in X against the candidates of Y; relevant = the answer sentence
+  in Y. ``cross`` = mean over X of (mean over Y != X), i.e. macro per query language then
+  overall (110 settings on XQuAD-R).
+* multi: queries in X against the pool of all languages' candidates (relevant: one per
+  language); mAP and R@10 per X; ``multi`` = mean over X.
+* rank distance: in the multi setting, per query max - min rank of its relevant candidates;
+  mean per query language; macro mean over languages.
+
+A query with no relevant candidate in a setting (possible on MLQA-R) is left out of that
+setting's mean.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .metrics import (
+    average_precision_from_ranks,
+    nanmean_or_nan,
+    rank_distance_from_ranks,
+    recall_at_k_from_ranks,
+)
+from .ranking import count_outranking_per_group
+
+if TYPE_CHECKING:
+    from ..data.lareqa import LareqaDataset
+    from ..encoder import Encoder
+
+
+def relevant_matrix(relevant: list[list[int]]) -> torch.Tensor:
+    """Pad per-question relevant lists into int64 ``[Q, R_max]`` with -1."""
+    width = max((len(r) for r in relevant), default=0)
+    out = torch.full((len(relevant), max(width, 1)), -1, dtype=torch.int64)
+    for i, items in enumerate(relevant):
+        out[i, : len(items)] = torch.tensor(items, dtype=torch.int64)
+    return out
+
+
+def lareqa_scores_from_embeddings(
+    question_embeddings: torch.Tensor,
+    candidate_embeddings: torch.Tensor,
+    relevant: list[list[int]],
+    question_lang: list[int],
+    candidate_lang: list[int],
+    languages: list[str] | tuple[str, ...],
+    *,
+    chunk_size: int = 256,
+) -> dict:
+    """All LAReQA figures from embeddings.
+
+    Args:
+        question_embeddings: ``[Q, d]``; candidate_embeddings: ``[N, d]`` (same dtype).
+        relevant: per question, candidate indices of its relevant candidates.
+        question_lang / candidate_lang: language index (into ``languages``) per row.
+        languages: language codes.
+        chunk_size: queries per ranking chunk.
+
+    Returns:
+        ``{"mono": {"map", "r@1"}, "cross": {"map", "r@1"}, "multi": {"map", "r@10"},
+        "rank_distance": float, "per_language": {lang: {...}}, "cross_matrix": {"languages",
+        "map": [[...]], "r@1": [[...]]}}``; ``cross_matrix[...][x][y]`` = queries in x,
+        candidates in y (the diagonal is the mono setting).
+
+    Raises:
+        ValueError: inconsistent lengths.
+    """
+    num_q, num_c = question_embeddings.shape[0], candidate_embeddings.shape[0]
+    if not (len(relevant) == len(question_lang) == num_q):
+        raise ValueError(f"expected {num_q} relevant lists and question languages, got {len(relevant)} and {len(question_lang)}")
+    if len(candidate_lang) != num_c:
+        raise ValueError(f"candidate_lang: expected {num_c} entries, got {len(candidate_lang)}")
+    num_langs = len(languages)
+    rel = relevant_matrix(relevant)
+    cand_lang_t = torch.tensor(candidate_lang, dtype=torch.int64)
+    outranking = count_outranking_per_group(
+        question_embeddings, candidate_embeddings, rel, cand_lang_t, num_langs, chunk_size=chunk_size
+    ).numpy()  # [Q, R, G]
+    rel_np = rel.numpy()
+    valid = rel_np >= 0
+    rel_lang = np.where(valid, cand_lang_t.numpy()[np.clip(rel_np, 0, None)], -1)  # [Q, R]
+    own_group_rank = np.take_along_axis(outranking, np.clip(rel_lang, 0, None)[:, :, None], axis=2)[:, :, 0] + 1
+    pooled_rank = np.where(valid, outranking.sum(axis=2) + 1, 0)
+    q_lang = np.asarray(question_lang)
+
+    map_matrix = np.full((num_langs, num_langs), np.nan)
+    r1_matrix = np.full((num_langs, num_langs), np.nan)
+    per_language: dict[str, dict[str, float]] = {}
+    for x, lang in enumerate(languages):
+        rows = q_lang == x
+        for y in range(num_langs):
+            ranks = np.where(rel_lang[rows] == y, own_group_rank[rows], 0)
+            map_matrix[x, y] = nanmean_or_nan(average_precision_from_ranks(ranks))
+            r1_matrix[x, y] = nanmean_or_nan(recall_at_k_from_ranks(ranks, 1))
+        others = [y for y in range(num_langs) if y != x]
+        multi_ranks = pooled_rank[rows]
+        per_language[lang] = {
+            "mono_map": float(map_matrix[x, x]),
+            "mono_r@1": float(r1_matrix[x, x]),
+            "cross_map": nanmean_or_nan(map_matrix[x, others]) if others else float("nan"),
+            "cross_r@1": nanmean_or_nan(r1_matrix[x, others]) if others else float("nan"),
+            "multi_map": nanmean_or_nan(average_precision_from_ranks(multi_ranks)),
+            "multi_r@10": nanmean_or_nan(recall_at_k_from_ranks(multi_ranks, 10)),
+            "rank_distance": nanmean_or_nan(rank_distance_from_ranks(multi_ranks)),
+            "num_queries": int(rows.sum()),
+        }
+
+    def macro(key: str) -> float:
+        return nanmean_or_nan([per_language[lang][key] for lang in languages])
+
+    return {
+        "mono": {"map": macro("mono_map"), "r@1": macro("mono_r@1")},
+        "cross": {"map": macro("cross_map"), "r@1": macro("cross_r@1")},
+        "multi": {"map": macro("multi_map"), "r@10": macro("multi_r@10")},
+        "rank_distance": macro("rank_distance"),
+        "per_language": per_language,
+        "cross_matrix": {
+            "languages": list(languages),
+            "map": map_matrix.tolist(),
+            "r@1": r1_matrix.tolist(),
+        },
+    }
+
+
+def encode_lareqa(
+    encoder: "Encoder", dataset: "LareqaDataset", *, candidate_context: str = "none"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode questions (kind ``"query"``) and candidates (kind ``"passage"``).
+
+    ``candidate_context``: ``"none"`` encodes the sentence alone; ``"paragraph"`` encodes the
+    pair (sentence, paragraph), only the paragraph truncated.
+
+    Raises:
+        ValueError: unknown ``candidate_context``.
+    """
+    if candidate_context not in ("none", "paragraph"):
+        raise ValueError(f"candidate_context: expected 'none' or 'paragraph', got {candidate_context!r}")
+    questions = encoder.encode([q.text for q in dataset.questions], "query")
+    contexts = [c.context for c in dataset.candidates] if candidate_context == "paragraph" else None
+    candidates = encoder.encode([c.sentence for c in dataset.candidates], "passage", contexts=contexts)
+    return questions, candidates
+
+
+def evaluate_lareqa(
+    encoder: "Encoder",
+    dataset: "LareqaDataset",
+    *,
+    candidate_context: str = "none",
+    chunk_size: int = 256,
+) -> dict:
+    """Encode ``dataset`` with ``encoder`` and compute every LAReQA figure.
+
+    Returns:
+        :func:`lareqa_scores_from_embeddings`'s dict plus ``"timing": {"encode_s", "search_s"}``
+        and ``"data": {"questions", "candidates", "languages"}``.
+    """
+    start = time.perf_counter()
+    question_emb, candidate_emb = encode_lareqa(encoder, dataset, candidate_context=candidate_context)
+    encoded = time.perf_counter()
+    result = lareqa_scores_from_embeddings(
+        question_emb, candidate_emb, dataset.relevant,
+        dataset.question_lang_ids(), dataset.candidate_lang_ids(), dataset.languages,
+        chunk_size=chunk_size,
+    )
+    searched = time.perf_counter()
+    result["timing"] = {"encode_s": encoded - start, "search_s": searched - encoded}
+    result["data"] = {
+        "questions": len(dataset.questions), "candidates": len(dataset.candidates),
+        "languages": list(dataset.languages),
+    }
+    return result
