@@ -6,7 +6,7 @@
 // csrc/cpu/simd/infonce_epilogue.cpp (at::parallel_for over rows):
 //   mask false negatives -> online log-sum-exp -> G' = scale * (a_i * softmax - b_i * onehot)
 // and the gradient tiles go straight into dq += G' p_tile and dp_tile += G'^T q_blk.
-// When one tile spans all N columns (the default up to N = 32768 in fp32), the fused op does
+// When one tile spans all N columns (the default up to N = 32768 in fp32, 16384 in fp64), the fused op does
 // the whole job in one pass: 3 matrix products of 2*B*N*d flops. Otherwise the scores of a row
 // block are produced twice (log-sum-exp pass, then gradient pass): 4 products.
 // Low-precision inputs (bf16/fp16) are upcast to fp32 once (O((B+N)d)); accumulation is fp32
@@ -26,9 +26,12 @@
 namespace hybrid_fast::cpu {
 namespace {
 
-constexpr int64_t kDefaultRowBlock = 256;
-// Largest score tile (bytes) for which a whole row block is scored in one tile.
-constexpr int64_t kSinglePassTileBytes = int64_t(32) << 20;
+// Score tile budget (bytes). Row blocks are as tall as the budget allows: torch's GEMM runs
+// measurably below its ceiling on short (256-row) blocks with 2 threads, and the dp update's
+// inner dimension is the row block.
+constexpr int64_t kTileBytes = int64_t(32) << 20;
+// A whole row of scores fits one tile (single pass, 3 products) while N * kMinRowBlock fits.
+constexpr int64_t kMinRowBlock = 256;
 constexpr int64_t kDefaultColBlock = 16384;
 
 at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
@@ -71,12 +74,13 @@ Problem make_problem(const at::Tensor& q, const at::Tensor& p, const at::Tensor&
   pr.N = N;
   pr.d = q.size(1);
   const int64_t elem = ct == at::kDouble ? 8 : 4;
-  pr.row_block = row_block > 0 ? row_block : kDefaultRowBlock;
   if (col_block > 0) {
     pr.col_block = col_block;
   } else {
-    pr.col_block = (N * std::min(pr.row_block, B) * elem <= kSinglePassTileBytes) ? N : kDefaultColBlock;
+    pr.col_block = (N * kMinRowBlock * elem <= kTileBytes) ? N : kDefaultColBlock;
   }
+  const int64_t cols = std::min(pr.col_block, N);
+  pr.row_block = row_block > 0 ? row_block : std::max<int64_t>(64, kTileBytes / (cols * elem));
   return pr;
 }
 

@@ -1,0 +1,113 @@
+"""Shared benchmark harness: environment description, timing, matmul ceiling, peak memory.
+
+Timing rule: warm-up call(s), then ``repeats`` timed calls; we report the median. Ratios are
+only meaningful between providers measured in the same run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def git_sha() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment() -> dict:
+    """Where a row was measured: machine, threads, versions, git SHA, SIMD in use."""
+    import hybrid_fast
+
+    build = hybrid_fast.backends()["build"]
+    return {
+        "machine": cpu_model(),
+        "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "hybrid_fast_isa": (build.get("cpu_module") or {}).get("isa_in_use"),
+        "python": platform.python_version(),
+        "git_sha": git_sha(),
+    }
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def matmul_ceiling(dtype: torch.dtype, m: int = 4096, n: int = 4096, k: int = 768, repeats: int = 5) -> float:
+    """Measured GEMM rate (FLOP/s) of torch.mm for this dtype: the roofline the kernels are held to."""
+    a = torch.randn(m, k, dtype=dtype)
+    b = torch.randn(k, n, dtype=dtype)
+    sec, _ = median_seconds(lambda: torch.mm(a, b), repeats=repeats)
+    return 2.0 * m * n * k / sec
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_in_fresh_process(module: str, payload: dict, timeout: float = 3600) -> dict:
+    """Run ``python -m module --child JSON`` and return the JSON dict it prints last (peak-RSS cases)."""
+    out = subprocess.run([sys.executable, "-m", module, "--child", json.dumps(payload)], capture_output=True,
+                         text=True, timeout=timeout)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({module} {payload}):\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """Markdown table: ``columns`` = [(key, header)]; floats get 3 significant digits."""
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return "" if v is None else str(v)
+
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_rows(path: str | Path, rows: list[dict]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")

@@ -1,0 +1,183 @@
+"""Benchmark of the fused InfoNCE loss (forward + backward) against pure PyTorch.
+
+Providers:
+  hybrid_fast           hybrid_fast.infonce_loss(backend="cpu"): fused, no (B, N) matrix
+  reference             hybrid_fast.reference.infonce_loss: F.cross_entropy(scale * q @ p.T)
+                        (bf16/fp16 inputs upcast to fp32 first, as the fused kernel does)
+  naive                 F.cross_entropy(q @ p.T * scale) in the input dtype, as users write it
+  linear_cross_entropy  torch.nn.functional.linear_cross_entropy, chunked (LinearCrossEntropyOptions)
+
+Derived figures: effective rate = 3 * 2BNd / time (the three matrix products a fused fwd+bwd
+needs), and that rate over the torch.mm ceiling measured in the same run ("% roofline").
+Peak memory: a fresh process per case; extra = peak RSS - RSS with inputs allocated - the
+gradients' bytes.
+
+    python -m hybrid_fast.benchmarks.infonce --full --output benches/results/infonce_cpu.jsonl
+    hybrid-fast bench infonce --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from .common import (current_rss_bytes, environment, format_table, matmul_ceiling, median_seconds, peak_rss_bytes,
+                     run_in_fresh_process, write_rows)
+
+SCALE = 20.0
+PROVIDERS = ("hybrid_fast", "reference", "naive", "linear_cross_entropy")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def setup(B: int, N: int, d: int, dtype: torch.dtype, seed: int = 0):
+    """Unit-norm embeddings (the scale then gives realistic logits), labels = arange(B)."""
+    g = torch.Generator().manual_seed(seed)
+    q = F.normalize(torch.randn(B, d, generator=g), dim=-1).to(dtype).requires_grad_()
+    p = F.normalize(torch.randn(N, d, generator=g), dim=-1).to(dtype).requires_grad_()
+    return q, p, torch.arange(B)
+
+
+def loss_fn(provider: str):
+    import hybrid_fast as hf
+
+    if provider == "hybrid_fast":
+        return lambda q, p, y: hf.infonce_loss(q, p, y, scale=SCALE, backend="cpu")
+    if provider == "reference":
+        return lambda q, p, y: hf.reference.infonce_loss(q, p, y, scale=SCALE)
+    if provider == "naive":
+        return lambda q, p, y: F.cross_entropy(q @ p.T * SCALE, y)
+    if provider == "linear_cross_entropy":
+        opts = torch.nn.LinearCrossEntropyOptions()
+        return lambda q, p, y: F.linear_cross_entropy(q * SCALE, p, y, options=opts)
+    raise ValueError(f"provider must be one of {PROVIDERS}, got {provider!r}")
+
+
+def step(fn, q, p, y, mode: str):
+    if mode == "fwd":
+        with torch.no_grad():
+            return fn(q, p, y)
+    q.grad = p.grad = None
+    loss = fn(q, p, y)
+    loss.backward()
+    return loss
+
+
+def gemm_dtype(provider: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the provider's matrix products run in."""
+    return dtype if provider in ("naive", "linear_cross_entropy") else torch.float32 if dtype != torch.float64 else dtype
+
+
+def child(payload: dict) -> dict:
+    """One fwd+bwd in this (fresh) process; report the memory above inputs and gradients."""
+    torch.set_num_threads(payload["threads"])
+    q, p, y = setup(payload["B"], payload["N"], payload["d"], DTYPES[payload["dtype"]])
+    fn = loss_fn(payload["provider"])
+    base = current_rss_bytes()
+    step(fn, q, p, y, "full")
+    grads = q.grad.numel() * q.grad.element_size() + p.grad.numel() * p.grad.element_size()
+    return {"extra_peak_bytes": max(0, peak_rss_bytes() - base - grads)}
+
+
+def run(sizes, dtypes, providers, d=768, repeats=3, measure_memory=True, max_seconds=120.0, mode="full"):
+    env = environment()
+    ceilings = {}
+    for name in set(dtypes) | {"fp32"}:
+        # A smaller GEMM for slow dtypes keeps the ceiling measurement itself short.
+        ceilings[name] = matmul_ceiling(DTYPES[name], *((4096, 4096, 768) if name == "fp32" else (512, 512, 768)))
+    rows = []
+    for B in sizes:
+        for dname in dtypes:
+            dtype = DTYPES[dname]
+            for provider in providers:
+                N = B
+                flops = (3 if mode == "full" else 1) * 2.0 * B * N * d
+                rate = ceilings[dname] if gemm_dtype(provider, dtype) == dtype else ceilings["fp32"]
+                estimate = flops / rate
+                row = dict(env, op="infonce_loss", mode=mode, provider=provider, B=B, N=N, d=d, dtype=dname,
+                           flops=flops, matmul_ceiling_gflops=ceilings["fp32"] / 1e9,
+                           dtype_matmul_ceiling_gflops=ceilings[dname] / 1e9)
+                if estimate * (repeats + 1) > max_seconds:
+                    row["skipped"] = (f"estimated {estimate:.0f} s per call at the measured "
+                                      f"{gemm_dtype(provider, dtype)} GEMM rate {rate / 1e9:.2f} GFLOP/s")
+                    rows.append(row)
+                    print(f"  {provider:22s} B={B:6d} {dname}: skipped ({row['skipped']})", file=sys.stderr)
+                    continue
+                q, p, y = setup(B, N, d, dtype)
+                fn = loss_fn(provider)
+                sec, times = median_seconds(lambda: step(fn, q, p, y, mode), repeats=repeats)
+                del q, p
+                row.update(seconds=sec, times=times, gflops=flops / sec / 1e9,
+                           roofline_fraction=flops / sec / ceilings["fp32"],
+                           roofline_fraction_dtype=flops / sec / ceilings[dname])
+                if measure_memory and mode == "full":
+                    mem = run_in_fresh_process("hybrid_fast.benchmarks.infonce", dict(
+                        provider=provider, B=B, N=N, d=d, dtype=dname, threads=torch.get_num_threads()))
+                    row["extra_peak_mib"] = mem["extra_peak_bytes"] / 2**20
+                rows.append(row)
+                print(f"  {provider:22s} B={B:6d} {dname}: {sec:.3f} s  {row['gflops']:.1f} GFLOP/s  "
+                      f"{100 * row['roofline_fraction']:.0f}% of fp32 roofline"
+                      + (f"  extra peak {row['extra_peak_mib']:.0f} MiB" if "extra_peak_mib" in row else ""),
+                      file=sys.stderr)
+    # Ratios against the baselines, within this run.
+    for r in rows:
+        mine = next((x for x in rows if x["provider"] == "hybrid_fast" and x["B"] == r["B"] and x["dtype"] == r["dtype"]
+                     and "seconds" in x), None)
+        if mine and "seconds" in r:
+            r["hybrid_fast_speedup"] = r["seconds"] / mine["seconds"]
+            if "extra_peak_mib" in r and "extra_peak_mib" in mine and r["extra_peak_mib"] > 0:
+                r["hybrid_fast_memory_fraction"] = mine["extra_peak_mib"] / r["extra_peak_mib"]
+    return rows
+
+
+TABLE = [("provider", "provider"), ("B", "B=N"), ("dtype", "dtype"), ("seconds", "median s"),
+         ("gflops", "GFLOP/s (6BNd/t)"), ("roofline_fraction", "x fp32 roofline"),
+         ("roofline_fraction_dtype", "x dtype roofline"), ("extra_peak_mib", "extra peak MiB"),
+         ("hybrid_fast_speedup", "hybrid_fast speedup"), ("hybrid_fast_memory_fraction", "hybrid_fast mem / this"),
+         ("skipped", "note")]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="hybrid-fast bench infonce", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    preset = ap.add_mutually_exclusive_group()
+    preset.add_argument("--quick", action="store_true", help="B=N=2048, fp32, no memory runs (~30 s)")
+    preset.add_argument("--full", action="store_true", help="B=N=4096 and 8192, fp32 and bf16, peak memory")
+    ap.add_argument("--sizes", default=None, help="comma-separated B (= N)")
+    ap.add_argument("--dtypes", default=None, help="comma-separated: fp32,bf16,fp16")
+    ap.add_argument("--providers", default=",".join(PROVIDERS))
+    ap.add_argument("--d", type=int, default=768)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mode", choices=("full", "fwd"), default="full")
+    ap.add_argument("--max-seconds", type=float, default=300.0,
+                    help="skip a provider whose estimated time for all repeats exceeds this")
+    ap.add_argument("--no-memory", action="store_true")
+    ap.add_argument("--output", help="JSON lines, one row per point")
+    args = ap.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    sizes = [2048] if args.quick else [4096, 8192]
+    dtypes = ["fp32"] if args.quick else ["fp32", "bf16"]
+    if args.sizes:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    if args.dtypes:
+        dtypes = args.dtypes.split(",")
+    rows = run(sizes, dtypes, args.providers.split(","), d=args.d, repeats=args.repeats,
+               measure_memory=not (args.no_memory or args.quick), max_seconds=args.max_seconds, mode=args.mode)
+    env = rows[0]
+    print(f"\nInfoNCE fwd+bwd, d={args.d}, scale={SCALE}; {env['machine']}, {env['threads']} threads, torch "
+          f"{env['torch']}, ISA {env['hybrid_fast_isa']}, git {env['git_sha']}; fp32 torch.mm ceiling "
+          f"{env['matmul_ceiling_gflops']:.0f} GFLOP/s; medians of {args.repeats}\n")
+    print(format_table(rows, TABLE))
+    if args.output:
+        write_rows(args.output, rows)
+        print(f"\nrows written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ``hybrid-fast`` console script.
+
+Sub-commands are registered by the modules that own them (``register(subparsers)``), imported
+only when the command line is parsed, so ``import hybrid_fast`` stays light:
+
+    hybrid-fast info                      what is compiled, which backend each op uses
+    hybrid-fast bench infonce [--quick]   fused loss vs pure PyTorch (benchmarks/infonce.py)
+    hybrid-fast bench topk [--quick]      exact top-k vs FAISS and torch (benchmarks/topk.py)
+    hybrid-fast eval ...                  retrieval evaluation (eval/cli.py)
+    hybrid-fast train / experiment ...    hybrid batch training (train/cli.py)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+
+# Modules that add sub-commands; a missing optional dependency only disables its commands.
+_COMMAND_MODULES = ("hybrid_fast.eval.cli", "hybrid_fast.train.cli")
+_BENCHMARKS = ("infonce", "topk")
+
+
+def _info(args) -> int:
+    import hybrid_fast
+
+    print(json.dumps(hybrid_fast.backends(), indent=2))
+    return 0
+
+
+def _bench(args) -> int:
+    module = importlib.import_module(f"hybrid_fast.benchmarks.{args.op}")
+    return module.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hybrid-fast", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="compiled modules and the backend each op uses")
+    info.set_defaults(func=_info)
+    bench = sub.add_parser("bench", help="speed/memory benchmarks (pass --help after the op for options)")
+    bench.add_argument("op", choices=_BENCHMARKS)
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="options of the benchmark, e.g. --quick")
+    bench.set_defaults(func=_bench)
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("hybrid_fast"):
+                continue  # that part of the package is not there (yet)
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
