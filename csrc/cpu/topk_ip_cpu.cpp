@@ -16,7 +16,7 @@
 // (topk_merge, same total order). Tasks run in rounds of at most `threads` query blocks so the
 // handler buffers are bounded.
 //
-// Memory: per task Qt x topk_capacity(k) entries + Qt x Nt scores (+ Nt x d fp32 conversion
+// Memory: per task Qt x topk_capacity(k) handler entries + Qt x Nt scores (+ Nt x d fp32 conversion
 // buffer for bf16/fp16 corpora); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
 // per query block.
 // Determinism: the result is a deterministic function of the inputs and the tile sizes
@@ -37,7 +37,8 @@
 namespace hybrid_fast::cpu {
 namespace {
 
-constexpr int64_t kDefaultTileN = 256;
+constexpr int64_t kScoreTileElems = int64_t(1) << 17;
+constexpr int64_t kMinTileN = 256, kMaxTileN = 4096;
 constexpr int64_t kMaxTileQ = 512;
 constexpr int64_t kSplitCorpusBelowRowsPerThread = 64;
 constexpr int64_t kHandlerBytesPerTask = int64_t(64) << 20;
@@ -51,7 +52,6 @@ struct Plan {
 Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, int64_t splits, int64_t entry_bytes) {
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   Plan p{};
-  p.Nt = std::min(N, tile_n > 0 ? tile_n : kDefaultTileN);
   const bool few_queries = Q < kSplitCorpusBelowRowsPerThread * threads;
   if (tile_q > 0) {
     p.Qt = std::min(Q, tile_q);
@@ -65,6 +65,9 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
     const int64_t per_query = topk_capacity(k) * entry_bytes;
     p.Qt = std::max<int64_t>(1, std::min(p.Qt, kHandlerBytesPerTask / per_query));
   }
+  // Score tile of about kScoreTileElems (512 KiB fp32: half the L2 here), at least 256 columns
+  // so at::mm calls stay large; few queries get long tiles (fewer calls, same bytes).
+  p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt, kMinTileN, kMaxTileN));
   const int64_t nqb = ceil_div(Q, p.Qt);
   if (splits > 0) {
     p.S = splits;
@@ -88,8 +91,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
   const T neg_inf = -std::numeric_limits<T>::infinity();
 
-  // Handler storage of one round: [block][split][row][cap] entries, and the kept sizes.
-  std::vector<TopkEntry<T>> entries(static_cast<size_t>(round_blocks * S * Qt * cap));
+  // Results of one round: [block][split][row][k] sorted entries, and how many each holds.
+  std::vector<TopkEntry<T>> entries(static_cast<size_t>(round_blocks * S * Qt * k));
   std::vector<int64_t> kept(static_cast<size_t>(round_blocks * S * Qt));
 
   for (int64_t b0 = 0; b0 < nqb; b0 += round_blocks) {
@@ -98,16 +101,18 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
       at::Tensor scores = at::empty({Qt * Nt}, q.options());
       at::Tensor tile_buf = convert ? at::empty({Nt, d}, q.options()) : at::Tensor();
       std::vector<int32_t> pos(static_cast<size_t>(Nt));
+      // Handler buffers of one task (Qt x cap scores and indices) and the shared scratch.
+      std::vector<T> hs(static_cast<size_t>(Qt * cap)), scratch(static_cast<size_t>(cap));
+      std::vector<int64_t> hi_buf(static_cast<size_t>(Qt * cap));
       T* sp = scores.data_ptr<T>();
       for (int64_t task = t_begin; task < t_end; ++task) {
         const int64_t blk = task / S, split = task % S;
         const int64_t q0 = (b0 + blk) * Qt, qb = std::min(Qt, Q - q0);
-        const int64_t lo = std::min(N, split * range), hi = std::min(N, lo + range);
+        const int64_t lo = std::min(N, split * range), hi = std::min(N, lo + range);  // corpus rows
         const at::Tensor qblk = q.narrow(0, q0, qb);
-        TopkEntry<T>* base = entries.data() + (blk * S + split) * Qt * cap;
         std::vector<KeepBestK<T>> keep;
         keep.reserve(qb);
-        for (int64_t r = 0; r < qb; ++r) keep.emplace_back(base + r * cap, k);
+        for (int64_t r = 0; r < qb; ++r) keep.emplace_back(hs.data() + r * cap, hi_buf.data() + r * cap, scratch.data(), k);
         for (int64_t c0 = lo; c0 < hi; c0 += Nt) {
           const int64_t nc = std::min(Nt, hi - c0);
           at::Tensor tile = corpus.narrow(0, c0, nc);
@@ -127,7 +132,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
           }
         }
         int64_t* kp = kept.data() + (blk * S + split) * Qt;
-        for (int64_t r = 0; r < qb; ++r) kp[r] = keep[r].finish();
+        TopkEntry<T>* res = entries.data() + (blk * S + split) * Qt * k;
+        for (int64_t r = 0; r < qb; ++r) kp[r] = keep[r].finish(res + r * k);
       }
     });
     // Merge the S partial lists of every query of the round into the output (padded).
@@ -139,7 +145,7 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
       for (int64_t i = i_begin; i < i_end; ++i) {
         const int64_t blk = i / Qt - b0, r = i % Qt;
         for (int64_t s = 0; s < S; ++s) {
-          parts[s] = entries.data() + ((blk * S + s) * Qt + r) * cap;
+          parts[s] = entries.data() + ((blk * S + s) * Qt + r) * k;
           sizes[s] = kept[(blk * S + s) * Qt + r];
         }
         const TopkEntry<T>* best = parts[0];
