@@ -18,7 +18,11 @@ PYBIND11_MODULE(_C, m) {
 #else
     info["openmp"] = false;
 #endif
+#ifdef HF_DEFAULT_ISA_ONLY
+    info["isa_compiled"] = pybind11::make_tuple("default");
+#else
     info["isa_compiled"] = pybind11::make_tuple("default", "avx2", "avx512");
+#endif
     info["compiler"] = __VERSION__;
     return info;
   });

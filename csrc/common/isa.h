@@ -12,7 +12,11 @@ std::string isa_name(Isa isa);
 }  // namespace hybrid_fast
 
 // Picks the per-ISA instance of a function template: HF_ISA_DISPATCH(isa, row_stats<float>)
+#ifdef HF_DEFAULT_ISA_ONLY
+#define HF_ISA_DISPATCH(isa, fn) (&::hybrid_fast::cpu::DEFAULT::fn)
+#else
 #define HF_ISA_DISPATCH(isa, fn)                                       \
   ((isa) == ::hybrid_fast::Isa::AVX512 ? &::hybrid_fast::cpu::AVX512::fn \
    : (isa) == ::hybrid_fast::Isa::AVX2 ? &::hybrid_fast::cpu::AVX2::fn   \
                                        : &::hybrid_fast::cpu::DEFAULT::fn)
+#endif

@@ -1,0 +1,23 @@
+"""pytest-benchmark entry for the fused InfoNCE loss (fwd+bwd) vs pure-PyTorch baselines.
+
+    pytest benches/bench_infonce.py --benchmark-enable -m "" [--benchmark-json out.json]
+
+Sizes are modest so a sweep finishes in minutes on 2 cores; the full sweep with peak memory and
+roofline fractions is ``python -m hybrid_fast.benchmarks.infonce --full`` (benches/RESULTS.md).
+"""
+import pytest
+import torch
+
+from hybrid_fast.benchmarks.infonce import PROVIDERS, DTYPES, loss_fn, setup, step
+
+
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "naive"])
+@pytest.mark.parametrize("B", [1024, 4096])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_infonce_fwd_bwd(benchmark, provider, B, dtype):
+    if provider == "linear_cross_entropy" and dtype == "bf16":
+        pytest.skip("bf16 GEMM on a CPU without AVX512-BF16/AMX runs at ~0.5 GFLOP/s")
+    q, p, y = setup(B, B, 768, DTYPES[dtype])
+    fn = loss_fn(provider)
+    benchmark.extra_info.update(flops=3 * 2.0 * B * B * 768, threads=torch.get_num_threads())
+    benchmark.pedantic(step, args=(fn, q, p, y, "full"), rounds=3, warmup_rounds=1)
