@@ -11,6 +11,7 @@ from . import reference
 from ._ext import MissingExtensionError
 from .loss import InfoNCELoss, MultipleNegativesRankingLoss
 from .ops import backends, infonce_loss
+from .search import ExactIndex, topk_search
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,4 @@ def __getattr__(name):
 
 
 __all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "backends", "reference",
-           "MissingExtensionError", "Encoder"]
+           "MissingExtensionError", "Encoder", "topk_search", "ExactIndex"]

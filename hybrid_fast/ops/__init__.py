@@ -1,5 +1,6 @@
 """Public functional API of the kernels; backend registry; validation shared by backends."""
 from .infonce import infonce_loss
 from .registry import backends
+from .topk import topk_search
 
-__all__ = ["infonce_loss", "backends"]
+__all__ = ["infonce_loss", "backends", "topk_search"]

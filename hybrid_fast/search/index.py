@@ -1,0 +1,273 @@
+"""ExactIndex: a flat exact inner-product / cosine index over :func:`hybrid_fast.topk_search`.
+
+What an index is (FAISS's layering): the metric, the storage dtype, the vectors (in memory, or
+a memory-mapped ``.npy`` that is streamed in chunks and never loaded whole) and optional doc
+ids. Scoring and k-selection are the op's business; this module only chooses the corpus
+pieces, merges their partial top-k lists under the same total order (score desc, id asc) and
+formats results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..ops.topk import METRICS, _sort_rows, normalize_rows, topk_search
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
+_NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
+               torch.float64: np.float64}
+_DEFAULT_CHUNK_BYTES = 256 << 20
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def to_beir(scores: torch.Tensor, indices: torch.Tensor, query_ids: Sequence, doc_ids: Sequence | None = None) -> dict:
+    """``{query_id: {doc_id: score}}`` from a search result; padding (-1 ids) is dropped.
+
+    ``doc_ids[j]`` names corpus row j (default ``str(j)``); scores become Python floats.
+    """
+    if len(query_ids) != scores.shape[0]:
+        raise ValueError(f"query_ids must name every query: expected {scores.shape[0]}, got {len(query_ids)}")
+    out = {}
+    for qid, srow, irow in zip(query_ids, scores.tolist(), indices.tolist()):
+        out[str(qid)] = {(str(doc_ids[j]) if doc_ids is not None else str(j)): s for s, j in zip(srow, irow) if j >= 0}
+    return out
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+    return x
+
+
+class ExactIndex:
+    """Flat exact index: ``search`` returns the exact top-k of :func:`hybrid_fast.topk_search`.
+
+    Args:
+        dim: vector dimension d.
+        metric: "ip" or "cosine" (vectors are L2-normalised once, at ``add``; queries at search).
+        dtype: storage dtype: float32, bfloat16 (half the memory and bytes streamed per search;
+            scores are exact fp32 top-k of the stored bf16 values), float16, or float64.
+
+    Storage: vectors added in memory, or (after :meth:`load` with ``mmap=True`` or
+    :meth:`from_npy`) a memory-mapped ``.npy`` streamed ``chunk_rows`` rows at a time, so a
+    corpus larger than RAM is searched with O(chunk_rows x d + Q x k) memory. Chunk results are
+    merged under the op's order (score desc, id asc), so streaming returns what one call over the
+    whole corpus returns (up to fp32 rounding differences of the tiling).
+    """
+
+    def __init__(self, dim: int, metric: str = "ip", dtype: torch.dtype = torch.float32):
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if dtype not in _NP_STORAGE:
+            raise TypeError(f"dtype must be one of {tuple(_NP_STORAGE)}, got {dtype}")
+        self.dim, self.metric, self.dtype = dim, metric, dtype
+        self._chunks: list[torch.Tensor] = []
+        self._mmap: np.ndarray | None = None
+        self._normalized_on_disk = True
+        self._doc_ids: list | None = None
+        self._pos_of: dict | None = None
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def ntotal(self) -> int:
+        if self._mmap is not None:
+            return int(self._mmap.shape[0])
+        return sum(int(c.shape[0]) for c in self._chunks)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def doc_ids(self) -> list | None:
+        return self._doc_ids
+
+    def add(self, vectors, ids: Sequence | None = None) -> None:
+        """Append (n, dim) vectors (tensor or array, any float dtype; stored in ``dtype``).
+
+        ``ids``: optional n doc ids (str or int), given either at every ``add`` or never.
+        """
+        if self._mmap is not None:
+            raise RuntimeError("this index is memory-mapped (read-only); load it with mmap=False to add vectors")
+        v = _as_tensor(vectors, "vectors")
+        if v.dim() != 2 or v.shape[1] != self.dim:
+            raise ValueError(f"vectors must have shape (n, dim={self.dim}), got {tuple(v.shape)}")
+        if not v.is_floating_point():
+            raise TypeError(f"vectors must be floating point, got {v.dtype}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError("vectors contain NaN or Inf; expected finite values")
+        had = self.ntotal
+        if ids is not None:
+            if len(ids) != v.shape[0]:
+                raise ValueError(f"ids must name every vector: expected {v.shape[0]}, got {len(ids)}")
+            if had and self._doc_ids is None:
+                raise ValueError("ids given now but not at an earlier add: give ids at every add or never")
+            self._doc_ids = (self._doc_ids or []) + list(ids)
+            self._pos_of = None
+        elif self._doc_ids is not None:
+            raise ValueError("this index has doc ids: give ids at every add")
+        if self.metric == "cosine":
+            v = normalize_rows(v.to(torch.float64 if v.dtype == torch.float64 else torch.float32))
+        self._chunks.append(v.to(self.dtype).contiguous().cpu())
+
+    def _corpus(self) -> torch.Tensor:
+        if not self._chunks:
+            raise ValueError("the index is empty: add vectors before searching")
+        if len(self._chunks) > 1:  # consolidate the adds once, lazily
+            self._chunks = [torch.cat(self._chunks)]
+        return self._chunks[0]
+
+    # ------------------------------------------------------------------ search
+    def _exclude_positions(self, exclude):
+        """Map doc-id excludes (str or any non-int) to positions; ints are positions already."""
+        if exclude is None or isinstance(exclude, torch.Tensor):
+            return exclude
+        rows = [[v] if isinstance(v, (int, str)) else list(v) for v in exclude]
+        if any(not isinstance(x, int) for r in rows for x in r):
+            if self._doc_ids is None:
+                raise ValueError("exclude holds doc ids but this index has none; pass positions")
+            if self._pos_of is None:
+                self._pos_of = {str(d): j for j, d in enumerate(self._doc_ids)}
+            rows = [[x if isinstance(x, int) else self._pos_of.get(str(x), -1) for x in r] for r in rows]
+        return rows
+
+    def search(self, queries, k: int, *, exclude=None, precision: str = "exact", backend: str = "auto",
+               query_ids: Sequence | None = None, chunk_rows: int | None = None):
+        """Exact top-k of each query against the stored vectors.
+
+        Args: as :func:`hybrid_fast.topk_search` (``exclude`` may also hold doc ids);
+        ``chunk_rows``: rows streamed per step for a memory-mapped index (default: 256 MiB).
+
+        Returns ``(scores, indices)`` ((Q, k), best first, positions in insertion order, padded
+        with (-inf, -1)), or ``{query_id: {doc_id: score}}`` (BEIR style) when ``query_ids``
+        is given.
+        """
+        q = _as_tensor(queries, "queries")
+        if isinstance(q, torch.Tensor) and q.dim() == 1:
+            q = q[None]
+        if q.is_floating_point():
+            q = q.to(torch.float64) if self.dtype == torch.float64 else (q.float() if q.dtype == torch.float64 else q)
+        if self.metric == "cosine" and q.is_floating_point() and q.dim() == 2:
+            q = normalize_rows(q)  # the stored vectors were normalised at add
+        ex = self._exclude_positions(exclude)
+        if self._mmap is None:
+            scores, indices = topk_search(q, self._corpus(), k, exclude=ex, precision=precision, backend=backend)
+        else:
+            scores, indices = self._search_mmap(q, k, ex, precision, backend, chunk_rows)
+        if query_ids is None:
+            return scores, indices
+        return to_beir(scores, indices, query_ids, self._doc_ids)
+
+    def _search_mmap(self, q, k, exclude, precision, backend, chunk_rows):
+        N = self.ntotal
+        if not isinstance(k, int) or not 1 <= k <= N:
+            raise ValueError(f"k must satisfy 1 <= k <= N = {N} (corpus rows), got k = {k}")
+        if chunk_rows is None:
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
+            chunk_rows = max(1, _DEFAULT_CHUNK_BYTES // (self.dim * itemsize))
+        ex = None
+        if exclude is not None:
+            from ..ops.topk import _exclude_tensor
+
+            ex = _exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
+        metric = "cosine" if (self.metric == "cosine" and not self._normalized_on_disk) else "ip"
+        best_s = best_i = None
+        for a in range(0, N, chunk_rows):
+            b = min(N, a + chunk_rows)
+            with warnings.catch_warnings():  # read-only map: the op never writes its inputs
+                warnings.simplefilter("ignore", UserWarning)
+                chunk = torch.from_numpy(self._mmap[a:b])
+            if self.dtype == torch.bfloat16:
+                chunk = chunk.view(torch.bfloat16)
+            local = None
+            if ex is not None:
+                local = torch.where((ex >= a) & (ex < b), ex - a, torch.full_like(ex, -1))
+            s, i = topk_search(q, chunk, min(k, b - a), metric=metric, exclude=local, precision=precision,
+                               backend=backend)
+            i = torch.where(i >= 0, i + a, i)
+            if best_s is None:
+                best_s, best_i = s, i
+            else:  # earlier chunks hold smaller ids: concatenation keeps id order among equal scores
+                best_s, best_i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
+        if best_s.shape[1] < k:  # only when the first chunk was shorter than k and nothing followed
+            pad = k - best_s.shape[1]
+            best_s = torch.cat([best_s, best_s.new_full((q.shape[0], pad), float("-inf"))], 1)
+            best_i = torch.cat([best_i, best_i.new_full((q.shape[0], pad), -1)], 1)
+        return best_s, best_i
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index to directory ``path``: ``vectors.npy`` (bf16 stored as uint16 bits)
+        and ``meta.json`` (dim, metric, dtype, count, doc ids)."""
+        os.makedirs(path, exist_ok=True)
+        if self._mmap is not None:
+            arr = self._mmap
+        else:
+            t = self._corpus() if self._chunks else torch.empty(0, self.dim, dtype=self.dtype)
+            arr = (t.view(torch.int16) if self.dtype == torch.bfloat16 else t).numpy().view(_NP_STORAGE[self.dtype])
+        np.save(os.path.join(path, "vectors.npy"), arr)
+        meta = {"format": "hybrid_fast.ExactIndex/1", "dim": self.dim, "metric": self.metric,
+                "dtype": _dtype_name(self.dtype), "ntotal": int(arr.shape[0]),
+                "normalized": bool(self._normalized_on_disk), "doc_ids": self._doc_ids}
+        with open(os.path.join(path, "meta.json"), "w") as f:
+            json.dump(meta, f)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> "ExactIndex":
+        """Read an index written by :meth:`save`; ``mmap=True`` maps ``vectors.npy`` (searches
+        stream it; nothing is read up front), ``mmap=False`` loads it into memory."""
+        with open(os.path.join(path, "meta.json")) as f:
+            meta = json.load(f)
+        if meta.get("format") != "hybrid_fast.ExactIndex/1":
+            raise ValueError(f"{path} is not an ExactIndex directory (format {meta.get('format')!r})")
+        index = cls(meta["dim"], metric=meta["metric"], dtype=_DTYPES[meta["dtype"]])
+        arr = np.load(os.path.join(path, "vectors.npy"), mmap_mode="r" if mmap else None)
+        index._attach(arr, normalized=meta.get("normalized", True), mmap=mmap)
+        index._doc_ids = meta.get("doc_ids")
+        return index
+
+    @classmethod
+    def from_npy(cls, path: str | os.PathLike, *, metric: str = "ip", ids: Sequence | None = None) -> "ExactIndex":
+        """Memory-map an existing (N, d) float32/float16/float64 ``.npy`` as a read-only index
+        (cosine normalises each chunk at search time)."""
+        arr = np.load(path, mmap_mode="r")
+        if arr.ndim != 2:
+            raise ValueError(f"{path} must hold a 2-D (N, d) array, got shape {arr.shape}")
+        dtypes = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16,
+                  np.dtype(np.float64): torch.float64}
+        if arr.dtype not in dtypes:
+            raise TypeError(f"{path} must hold float32, float16 or float64, got {arr.dtype}")
+        if ids is not None and len(ids) != arr.shape[0]:
+            raise ValueError(f"ids must name every row: expected {arr.shape[0]}, got {len(ids)}")
+        index = cls(int(arr.shape[1]), metric=metric, dtype=dtypes[arr.dtype])
+        index._attach(arr, normalized=False, mmap=True)
+        index._doc_ids = list(ids) if ids is not None else None
+        return index
+
+    def _attach(self, arr: np.ndarray, *, normalized: bool, mmap: bool) -> None:
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(f"stored vectors must have shape (N, dim={self.dim}), got {arr.shape}")
+        if mmap:
+            self._mmap, self._normalized_on_disk = arr, normalized
+            return
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if self.dtype == torch.bfloat16:
+            t = t.view(torch.bfloat16)
+        if self.metric == "cosine" and not normalized:
+            t = normalize_rows(t)
+        self._chunks = [t] if t.shape[0] else []
+
+    def __repr__(self) -> str:
+        where = "mmap" if self._mmap is not None else "memory"
+        return f"ExactIndex(dim={self.dim}, metric={self.metric!r}, dtype={_dtype_name(self.dtype)}, ntotal={self.ntotal}, {where})"
