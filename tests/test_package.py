@@ -1,0 +1,48 @@
+"""Package hygiene: light import, dependency edges between layers, console script."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "hybrid_fast"
+
+
+def test_import_is_light():
+    code = ("import sys, hybrid_fast\n"
+            "heavy = [m for m in ('transformers', 'datasets', 'matplotlib', 'sentence_transformers', 'faiss', 'triton')"
+            " if m in sys.modules]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"import hybrid_fast pulled heavy modules: {out.stdout}"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_ops_import_only_torch_and_stdlib():
+    allowed = {"torch", "triton", "numpy", "__future__", "os", "math", "dataclasses", "typing", "functools",
+               "importlib", "warnings", "collections", "itertools", "contextlib", "hybrid_fast"}
+    for path in (PACKAGE / "ops").glob("*.py"):
+        extra = _imports(path) - allowed
+        assert not extra, f"{path.name} imports {extra}: ops/ must depend on torch only"
+
+
+def test_metrics_know_no_model_code():
+    path = PACKAGE / "eval" / "metrics.py"
+    if path.exists():
+        assert not _imports(path) & {"transformers", "sentence_transformers"}, "metrics must be pure functions"
+
+
+def test_console_script_info():
+    out = subprocess.run([sys.executable, "-m", "hybrid_fast.cli", "info"], capture_output=True, text=True, check=True)
+    assert '"infonce_loss"' in out.stdout
