@@ -145,6 +145,15 @@ class ParallelBatchSampler:
             yield items
         self.step = 0
 
+    def next_batch(self) -> list[PairKey]:
+        """This rank's next batch, moving to the next epoch when the current one is exhausted
+        (an endless stream for step-based training; same batches as ``iter`` epoch by epoch)."""
+        if self.step >= len(self):
+            self.set_epoch(self.epoch + 1)
+        items = self.batch(self.epoch, self.step)
+        self.step += 1
+        return items
+
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch (the permutation is reseeded with seed + epoch)."""
         if not isinstance(epoch, int) or epoch < 0:
@@ -310,6 +319,15 @@ class IndexBatchSampler:
 
     def __len__(self) -> int:
         return len(self.sampler)
+
+    def next_batch(self) -> list[PairKey]:
+        """This rank's next batch, moving to the next epoch when the current one is exhausted
+        (an endless stream for step-based training; same batches as ``iter`` epoch by epoch)."""
+        if self.step >= len(self):
+            self.set_epoch(self.epoch + 1)
+        items = self.batch(self.epoch, self.step)
+        self.step += 1
+        return items
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)

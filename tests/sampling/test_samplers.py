@@ -201,3 +201,9 @@ def test_split_articles_is_disjoint_and_deterministic():
     assert not set(a["train"]) & set(a["test"]) and not set(a["dev"]) & set(a["test"])
     with pytest.raises(ValueError, match="dev/test"):
         split_articles(titles, dev=20, test=30)
+
+
+def test_next_batch_rolls_over_epochs_like_iter():
+    a, b = make_sampler("hybrid", 50, LANGS, 16, seed=4), make_sampler("hybrid", 50, LANGS, 16, seed=4)
+    assert [a.next_batch() for _ in range(7)] == stream(b, 3)[:7]
+    assert a.state_dict()["epoch"] == 2 and a.state_dict()["step"] == 1

@@ -1,0 +1,158 @@
+"""Training arguments: one dataclass, loadable from a YAML/JSON file and overridable by flags.
+
+Precedence: dataclass defaults < config file (``--config FILE``) < command-line flags. Every
+field is a flag ``--field-name`` (booleans: ``--flag`` / ``--no-flag``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..sampling.samplers import SAMPLERS
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (saved next to its checkpoints as ``config.json``).
+
+    Model: ``model`` (HF id, folder or ``"minilm-offline"``), ``pooling`` (mean|cls),
+    ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes, max lengths.
+    Data: ``data_dir`` (folder holding ``xquad/``), ``languages``, the article split
+    (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
+    Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
+    ``alpha``, ``batch_size``, ``grad_cache_chunk`` (0 = off; else embed in chunks of that many
+    texts without grad, then backpropagate chunk by chunk: batches larger than memory).
+    Optimisation: AdamW (``lr``, ``weight_decay``), ``warmup_steps`` then ``schedule``
+    (linear|cosine|constant) decay over ``max_steps``, ``max_grad_norm`` (0 = no clipping),
+    ``bf16`` autocast, ``gradient_checkpointing``, ``loss_backend`` (``auto`` = fused kernel),
+    ``symmetric``. Validation: every ``val_every`` steps on ``val_batches`` dev batches drawn by
+    ``val_sampler``; early stopping after ``patience`` validations without improvement (0 = off).
+    Bookkeeping: ``output_dir``, ``save_every``, ``log_every``, ``eval_every`` (evaluation hook),
+    ``seed``, ``progress``.
+    """
+
+    model: str = "minilm-offline"
+    pooling: str = "mean"
+    similarity: str = "cos"
+    scale: float = 20.0
+    query_prefix: str = "Query: "
+    passage_prefix: str = "Passage: "
+    query_max_length: int = 64
+    passage_max_length: int = 128
+    data_dir: str = "../shared/data"
+    languages: list[str] = field(default_factory=lambda: ["de", "en", "es", "tr", "vi"])
+    dev_articles: int = 6
+    test_articles: int = 10
+    split_seed: int = 0
+    sampler: str = "hybrid"
+    alpha: float = 0.5
+    batch_size: int = 32
+    grad_cache_chunk: int = 0
+    max_steps: int = 200
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    schedule: str = "linear"
+    max_grad_norm: float = 1.0
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    loss_backend: str = "auto"
+    symmetric: bool = False
+    val_every: int = 50
+    val_batches: int = 4
+    val_sampler: str = "hybrid"
+    patience: int = 0
+    eval_every: int = 0
+    save_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    output_dir: str = "runs/train"
+    progress: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field for an out-of-range or unknown value."""
+        choices = {"pooling": ("mean", "cls"), "similarity": ("cos", "dot"),
+                   "schedule": ("linear", "cosine", "constant"), "sampler": tuple(SAMPLERS),
+                   "val_sampler": tuple(SAMPLERS)}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha: expected a number in [0, 1], got {self.alpha}")
+        for name in ("batch_size", "max_steps", "query_max_length", "passage_max_length", "val_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        for name in ("grad_cache_chunk", "warmup_steps", "val_every", "patience", "eval_every", "save_every",
+                     "log_every", "dev_articles", "test_articles"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if self.scale <= 0 or self.lr <= 0 or self.max_grad_norm < 0:
+            raise ValueError(f"scale/lr: expected > 0 and max_grad_norm >= 0, got {self.scale}, {self.lr}, "
+                             f"{self.max_grad_norm}")
+        if not self.languages:
+            raise ValueError("languages: expected at least one language")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict of TrainConfig fields.
+
+    Raises:
+        ValueError: not a mapping, or unknown keys (the valid ones are listed).
+    """
+    path = Path(path)
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config: {path} must hold a mapping, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"config: {path} has unknown keys {unknown}; valid keys: {sorted(known)}")
+    return data
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Add ``--config`` and one flag per TrainConfig field (default None = not given)."""
+    parser.add_argument("--config", help="YAML or JSON file of TrainConfig fields (flags override it)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"(default {default})")
+        elif f.name == "languages":
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default)})")
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    """TrainConfig from defaults, then ``args.config`` (if any), then the flags given, then ``overrides``."""
+    values: dict[str, Any] = load_config_file(args.config) if getattr(args, "config", None) else {}
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -1,0 +1,369 @@
+"""The training loop: sampler -> collator -> bi-encoder -> fused InfoNCE -> AdamW.
+
+:class:`Trainer` runs step-based training (``max_steps``) over an endless stream of batches from a
+:mod:`hybrid_fast.sampling` sampler, with warm-up + decay, gradient clipping, bf16 autocast,
+gradient checkpointing, gradient caching, validation loss with early stopping, a periodic
+evaluation hook, checkpoints that resume exactly, a progress bar, a JSONL metrics log and a PNG
+loss curve.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..ops.infonce import infonce_loss
+from ..sampling import PairBatch, PairCollator, ParallelQADataset, make_sampler, split_articles
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+EvalHook = Callable[["object", int], dict]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_datasets(config: TrainConfig) -> tuple[ParallelQADataset, ParallelQADataset | None, dict[str, list[str]]]:
+    """Load ``<data_dir>/xquad`` in ``config.languages`` and split it by article.
+
+    Returns ``(train, dev or None, split)``; ``split`` = ``{"train", "dev", "test"}`` article titles
+    (:func:`hybrid_fast.sampling.split_articles` with ``config.split_seed``). No test article is
+    in ``train`` or ``dev``.
+    """
+    from ..data import load_squad_parallel
+
+    records = load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
+    titles = [r.article for r in records[config.languages[0]]]
+    split = split_articles(titles, config.dev_articles, config.test_articles, seed=config.split_seed)
+    train = ParallelQADataset(records, config.languages, articles=split["train"])
+    dev = ParallelQADataset(records, config.languages, articles=split["dev"]) if split["dev"] else None
+    return train, dev, split
+
+
+def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    """Multiplier of ``config.lr`` at a step: linear warm-up over ``warmup_steps``, then
+    linear/cosine decay to 0 at ``max_steps`` (or constant)."""
+    warm, total, kind = config.warmup_steps, config.max_steps, config.schedule
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if kind == "constant":
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return 1.0 - progress if kind == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class Trainer:
+    """Train a :class:`hybrid_fast.model.BiEncoder` with hybrid (or baseline) batches.
+
+    Args:
+        config: :class:`TrainConfig`.
+        model: a BiEncoder; default ``BiEncoder.from_pretrained(config.model, ...)`` built after
+            seeding with ``config.seed``.
+        train_data / val_data: :class:`ParallelQADataset`; default :func:`build_datasets` (XQuAD
+            under ``config.data_dir`` split by article). ``val_data=None`` with explicit
+            ``train_data`` disables validation.
+        eval_hook: ``hook(model, step) -> dict`` called every ``config.eval_every`` steps (e.g.
+            XQuAD-R mAP); its dict is logged.
+
+    Per step: the sampler's next batch -> :class:`PairCollator` (prefixes, paragraph mask groups)
+    -> embeddings (``grad_cache_chunk`` > 0: chunks without grad, loss on the cached embeddings,
+    then each chunk re-embedded with its saved RNG state and back-propagated) ->
+    :func:`hybrid_fast.infonce_loss` with ``q_groups``/``p_groups`` -> clip -> AdamW -> scheduler.
+
+    Determinism: given the config, the stream of batches, dropout masks and updates are fixed
+    (CPU, fixed thread count); ``train(resume=True)`` after a kill reproduces the remaining steps
+    of an uninterrupted run (checkpoints hold model, optimiser, scheduler, sampler, RNG states).
+
+    Files in ``config.output_dir``: ``config.json``, ``metrics.jsonl`` (one JSON object per log
+    line: ``{"step", "loss", "lr", "examples_per_s", ...}`` / ``{"step", "val_loss"}`` /
+    ``{"step", "eval"}``), ``loss.png``, ``checkpoint-<step>/``, ``model/`` (final weights,
+    loadable by :class:`hybrid_fast.Encoder`).
+    """
+
+    def __init__(self, config: TrainConfig, *, model=None, train_data: ParallelQADataset | None = None,
+                 val_data: ParallelQADataset | None = None, eval_hook: EvalHook | None = None):
+        self.config = config
+        seed_everything(config.seed)
+        if model is None:
+            from ..model import BiEncoder
+
+            model = BiEncoder.from_pretrained(
+                config.model, pooling=config.pooling, normalize=config.similarity == "cos",
+                query_max_length=config.query_max_length, passage_max_length=config.passage_max_length,
+                gradient_checkpointing=config.gradient_checkpointing)
+        elif config.gradient_checkpointing:
+            from ..model import enable_gradient_checkpointing
+
+            enable_gradient_checkpointing(model.model)
+        self.model = model
+        self.split = None
+        if train_data is None:
+            train_data, val_data, self.split = build_datasets(config)
+        self.train_data, self.val_data = train_data, val_data
+        self.eval_hook = eval_hook
+        self.device = next(model.parameters()).device
+        self.collator = PairCollator(config.query_prefix, config.passage_prefix)
+        self.sampler = make_sampler(config.sampler, train_data.num_groups, train_data.languages, config.batch_size,
+                                    alpha=config.alpha, seed=config.seed)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(config))
+        self.output_dir = Path(config.output_dir)
+        self.state = {"step": 0, "best_val_loss": None, "bad_validations": 0, "stopped_early": False}
+        self._best_weights = None
+
+    def _param_groups(self) -> list[dict]:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+        return [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
+
+    def _embed(self, features: dict) -> torch.Tensor:
+        with self._autocast():
+            return self.model({k: v.to(self.device) for k, v in features.items()}).float()
+
+    def _loss(self, q: torch.Tensor, p: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+        return infonce_loss(q, p, scale=self.config.scale, q_groups=batch.q_groups.to(self.device),
+                            p_groups=batch.p_groups.to(self.device), symmetric=self.config.symmetric,
+                            backend=self.config.loss_backend)
+
+    def _features(self, batch: PairBatch, chunk: int) -> list[tuple[str, dict]]:
+        sides = (("query", batch.queries), ("passage", batch.passages))
+        return [(kind, self.model.tokenize(texts[i:i + chunk], kind)) for kind, texts in sides
+                for i in range(0, len(texts), chunk)]
+
+    def compute_loss_and_backward(self, batch: PairBatch) -> float:
+        """Forward + backward of one batch (gradients accumulate in ``.grad``); returns the loss."""
+        chunk = self.config.grad_cache_chunk
+        if chunk <= 0:
+            q = self._embed(self.model.tokenize(batch.queries, "query"))
+            p = self._embed(self.model.tokenize(batch.passages, "passage"))
+            loss = self._loss(q, p, batch)
+            loss.backward()
+            return float(loss.detach())
+        # Gradient caching (Gao et al. 2021): embeddings without grad, loss gradient w.r.t. them,
+        # then each chunk again with grad, replaying its dropout through the saved RNG state.
+        pieces = self._features(batch, chunk)
+        states, reps = [], []
+        with torch.no_grad():
+            for _, features in pieces:
+                states.append(torch.get_rng_state())
+                reps.append(self._embed(features))
+        n_q = sum(1 for kind, _ in pieces if kind == "query")
+        q = torch.cat(reps[:n_q]).requires_grad_()
+        p = torch.cat(reps[n_q:]).requires_grad_()
+        loss = self._loss(q, p, batch)
+        loss.backward()
+        grads = list(q.grad.split([r.shape[0] for r in reps[:n_q]])) + list(p.grad.split([r.shape[0] for r in reps[n_q:]]))
+        end_state = torch.get_rng_state()
+        for (_, features), state, grad in zip(pieces, states, grads):
+            torch.set_rng_state(state)
+            self._embed(features).backward(grad)
+        torch.set_rng_state(end_state)
+        return float(loss.detach())
+
+    def training_step(self) -> tuple[float, list]:
+        """Draw the next batch, update the model; returns ``(loss, keys)``."""
+        keys = self.sampler.next_batch()
+        batch = self.collator([self.train_data[k] for k in keys])
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.compute_loss_and_backward(batch)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.state["step"] += 1
+        return loss, keys
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validation_loss(self) -> float | None:
+        """Mean loss (eval mode, no dropout) over the first ``val_batches`` batches of a
+        ``val_sampler`` sampler with seed 0 on the dev data: the same batches for every run."""
+        if self.val_data is None:
+            return None
+        size = min(self.config.batch_size, self.val_data.num_groups)
+        sampler = make_sampler(self.config.val_sampler, self.val_data.num_groups, self.val_data.languages, size, seed=0)
+        was_training = self.model.training
+        self.model.eval()
+        losses = []
+        for step in range(min(self.config.val_batches, len(sampler))):
+            batch = self.collator([self.val_data[k] for k in sampler.batch(0, step)])
+            q = self._embed(self.model.tokenize(batch.queries, "query"))
+            p = self._embed(self.model.tokenize(batch.passages, "passage"))
+            losses.append(float(self._loss(q, p, batch)))
+        self.model.train(was_training)
+        return float(np.mean(losses))
+
+    def _validate(self, step: int) -> None:
+        val = self.validation_loss()
+        if val is None:
+            return
+        self._log({"step": step, "val_loss": val})
+        best = self.state["best_val_loss"]
+        if best is None or val < best:
+            self.state["best_val_loss"], self.state["bad_validations"] = val, 0
+            if self.config.patience > 0:
+                self._best_weights = copy.deepcopy(self.model.state_dict())
+        else:
+            self.state["bad_validations"] += 1
+            if self.config.patience and self.state["bad_validations"] >= self.config.patience:
+                self.state["stopped_early"] = True
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _log(self, record: dict) -> None:
+        with open(self.output_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def save(self) -> Path:
+        """Write a checkpoint of every state at the current step."""
+        return save_checkpoint(self.output_dir, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                               sampler=self.sampler, trainer_state=dict(self.state))
+
+    def load(self, path) -> None:
+        """Restore a checkpoint folder (model, optimiser, scheduler, sampler, RNG, trainer state)."""
+        self.state = load_checkpoint(path, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                                     sampler=self.sampler)
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+        path = self.output_dir / "metrics.jsonl"
+        if path.is_file():
+            lines = [l for l in path.read_text().splitlines() if json.loads(l).get("step", 0) <= step]
+            path.write_text("".join(l + "\n" for l in lines))
+
+    def train(self, *, resume: bool | str = False, stop_at: int | None = None, save_model: bool = True) -> dict:
+        """Train to ``config.max_steps`` (or early stop).
+
+        Args:
+            resume: True = continue from the newest checkpoint in ``output_dir`` (fresh start when
+                none), or a checkpoint folder path.
+            stop_at: stop after this step (after its checkpoint/validation), as if killed there.
+            save_model: write ``output_dir/model`` at the end.
+
+        Returns:
+            ``{"steps", "losses": {step: loss}, "final_loss", "best_val_loss", "stopped_early",
+            "examples_per_s", "wall_s"}`` (``losses`` holds the steps run by this call).
+        """
+        cfg = self.config
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        if self.split is not None:
+            (self.output_dir / "split.json").write_text(json.dumps(self.split, indent=1))
+        if resume:
+            path = latest_checkpoint(self.output_dir) if resume is True else Path(resume)
+            if path is not None:
+                self.load(path)
+                log.info("resumed from %s at step %d", path, self.state["step"])
+            self._truncate_metrics(self.state["step"])
+        elif (self.output_dir / "metrics.jsonl").exists():
+            (self.output_dir / "metrics.jsonl").unlink()
+        losses: dict[int, float] = {}
+        window, window_time, window_examples = [], 0.0, 0
+        total_time, total_examples = 0.0, 0
+        start = time.perf_counter()
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.state["step"], desc=f"train {cfg.sampler}", unit="step")
+        while self.state["step"] < cfg.max_steps and not self.state["stopped_early"]:
+            t0 = time.perf_counter()
+            loss, keys = self.training_step()
+            dt = time.perf_counter() - t0
+            step = self.state["step"]
+            losses[step] = loss
+            window.append(loss)
+            window_time += dt
+            window_examples += len(keys)
+            total_time += dt
+            total_examples += len(keys)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", ex_s=f"{len(keys) / dt:.1f}")
+            if cfg.log_every and (step % cfg.log_every == 0 or step == cfg.max_steps):
+                self._log({"step": step, "epoch": self.sampler.epoch, "loss": float(np.mean(window)),
+                           "lr": self.scheduler.get_last_lr()[0],
+                           "examples_per_s": window_examples / window_time})
+                window, window_time, window_examples = [], 0.0, 0
+            if cfg.val_every and step % cfg.val_every == 0:
+                self._validate(step)
+            if self.eval_hook is not None and cfg.eval_every and step % cfg.eval_every == 0:
+                self._log({"step": step, "eval": self.eval_hook(self.model, step)})
+            if cfg.save_every and (step % cfg.save_every == 0):
+                self.save()
+            if stop_at is not None and step >= stop_at:
+                break
+        if bar is not None:
+            bar.close()
+        finished = self.state["step"] >= cfg.max_steps or self.state["stopped_early"]
+        if finished and cfg.val_every and self.state["step"] % cfg.val_every != 0:
+            self._validate(self.state["step"])
+        if finished and self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)  # early stopping keeps the best validation
+        if finished and save_model:
+            self.model.save_pretrained(self.output_dir / "model")
+        if (self.output_dir / "metrics.jsonl").is_file():
+            plot_metrics(self.output_dir / "metrics.jsonl", self.output_dir / "loss.png", title=cfg.sampler)
+        return {"steps": self.state["step"], "losses": losses,
+                "final_loss": losses[max(losses)] if losses else None,
+                "best_val_loss": self.state["best_val_loss"], "stopped_early": self.state["stopped_early"],
+                "examples_per_s": total_examples / total_time if total_time else None,
+                "wall_s": time.perf_counter() - start}
+
+
+def read_metrics(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
+    """Training loss (per log window) and validation loss vs step from one or more
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    labels = labels or [Path(p).parent.name for p in paths]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        rows = read_metrics(path)
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        color = f"C{i}"
+        if train:
+            ax.plot(*zip(*train), color=color, label=f"{label} train")
+        if val:
+            ax.plot(*zip(*val), color=color, linestyle="--", marker="o", label=f"{label} val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)

