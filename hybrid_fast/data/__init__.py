@@ -9,11 +9,11 @@
 from .beir import BeirDataset, load_beir, read_qrels
 from .lareqa import LareqaCandidate, LareqaDataset, LareqaQuestion, load_lareqa
 from .sources import XQUAD_LANGUAGES, XQUAD_R_LANGUAGES, resolve_data_dir
-from .squad import ParallelQA, group_ids_shared_by_all, load_squad_parallel
+from .squad import ParallelQA, group_ids_shared_by_all, load_squad_parallel, load_squad_parallel_hf
 
 __all__ = [
     "BeirDataset", "load_beir", "read_qrels",
     "LareqaCandidate", "LareqaDataset", "LareqaQuestion", "load_lareqa",
-    "ParallelQA", "load_squad_parallel", "group_ids_shared_by_all",
+    "ParallelQA", "load_squad_parallel", "load_squad_parallel_hf", "group_ids_shared_by_all",
     "XQUAD_LANGUAGES", "XQUAD_R_LANGUAGES", "resolve_data_dir",
 ]

@@ -129,3 +129,45 @@ def group_ids_shared_by_all(records: dict[str, list[ParallelQA]]) -> list[str]:
     langs = list(records)
     common = set.intersection(*({r.group_id for r in records[lang]} for lang in langs))
     return [r.group_id for r in records[langs[0]] if r.group_id in common]
+
+
+def load_squad_parallel_hf(
+    languages: Sequence[str],
+    *,
+    dataset: str = "google/xquad",
+    config_pattern: str = "xquad.{lang}",
+    split: str = "validation",
+) -> dict[str, list[ParallelQA]]:
+    """Load a Hugging Face copy of a SQuAD-format parallel set with ``datasets.load_dataset``
+    (downloaded and cached by ``datasets``; needs the network the first time).
+
+    Rows need ``id``, ``context``, ``question``, ``answers`` (``{"text": [...], "answer_start":
+    [...]}``) and optionally ``title`` (``article`` is ``""`` without it; the Hub's
+    ``google/xquad`` has no title, so use the GitHub files when splitting by article).
+    ``paragraph_index`` numbers distinct contexts in row order.
+
+    Raises:
+        ValueError: a row without an answer (names dataset, config and row).
+        Whatever ``datasets.load_dataset`` raises when offline or the name is unknown.
+    """
+    from datasets import load_dataset
+
+    out: dict[str, list[ParallelQA]] = {}
+    for lang in languages:
+        config = config_pattern.format(lang=lang)
+        rows = load_dataset(dataset, config, split=split)
+        paragraph_of: dict[str, int] = {}
+        records = []
+        for i, row in enumerate(rows):
+            answers = row["answers"]
+            if not answers["text"]:
+                raise ValueError(f"{dataset}/{config}[{split}] row {i}: question {row['id']!r} has no answers")
+            paragraph_of.setdefault(row["context"], len(paragraph_of))
+            records.append(ParallelQA(
+                group_id=str(row["id"]), article=str(row.get("title", "") or ""), lang=lang,
+                question=row["question"], passage=row["context"],
+                answer_start=int(answers["answer_start"][0]), answer_text=answers["text"][0],
+                paragraph_index=paragraph_of[row["context"]],
+            ))
+        out[lang] = records
+    return out

@@ -28,8 +28,9 @@ def minilm_path():
 
 def test_import_hybrid_fast_loads_no_heavy_modules():
     code = (
-        "import sys, hybrid_fast, hybrid_fast.eval, hybrid_fast.data;"
-        "heavy = [m for m in ('transformers', 'datasets', 'matplotlib') if m in sys.modules];"
+        "import sys, hybrid_fast, hybrid_fast.eval, hybrid_fast.eval.metrics, hybrid_fast.data;"
+        "heavy = [m for m in ('transformers', 'datasets', 'matplotlib', 'hybrid_fast.encoder')"
+        " if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
