@@ -1,0 +1,285 @@
+"""hybrid_fast.topk_search against the naive oracle (hybrid_fast.reference.topk_search).
+
+Two kinds of comparison:
+* integer-valued inputs (exact in fp32/bf16/fp64, every summation order gives the same score):
+  many exact ties, so indices must match the oracle *exactly* under the tie rule;
+* random floats: tie-aware check against float64 scores (the returned set is a valid top-k up
+  to fp32 rounding, scores match, rows sorted).
+Small tiles (tile_q, tile_n, splits) force the tiled and merge paths on tiny inputs.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hybrid_fast as hf
+from hybrid_fast.ops.topk import bf16_screen_bound, fast_bf16_matmul
+
+CPU = pytest.mark.skipif(not hf.backends()["build"].get("cpu_module", True), reason="no compiled module")
+
+# (tile_q, tile_n, splits): auto; tiny tiles + corpus split (merge path); one query per tile with
+# many splits; tiles not dividing the sizes.
+TILINGS = [(0, 0, 0), (3, 5, 2), (1, 7, 5), (4, 64, 1)]
+
+
+def integer_data(Q, N, d, dtype, dup=True):
+    q = torch.randint(-3, 4, (Q, d)).to(dtype)
+    c = torch.randint(-3, 4, (N, d)).to(dtype)
+    if dup:  # duplicate vectors: exact ties in every position of the corpus
+        c[N // 2::7] = c[1]
+        c[N - 1] = c[0]
+    return q, c
+
+
+def assert_valid_topk(scores, indices, q, c, k, exclude_rows=None, atol=1e-4):
+    """Tie-aware: a valid top-k of the float64 scores, up to atol, sorted under the tie rule."""
+    S = q.double() @ c.double().T
+    if exclude_rows is not None:
+        for i, ids in enumerate(exclude_rows):
+            S[i, [j for j in ids if j >= 0]] = float("-inf")
+    assert scores.shape == indices.shape == (q.shape[0], k)
+    for i in range(q.shape[0]):
+        idx = indices[i]
+        valid = idx >= 0
+        n_valid = int(torch.isfinite(S[i]).sum())
+        assert int(valid.sum()) == min(k, n_valid), f"row {i}: expected {min(k, n_valid)} results"
+        got = idx[valid]
+        assert got.unique().numel() == got.numel(), f"row {i}: duplicate ids"
+        assert torch.isfinite(S[i, got]).all(), f"row {i}: returned an excluded id"
+        torch.testing.assert_close(scores[i, valid].double(), S[i, got], atol=atol, rtol=0)
+        s = scores[i, valid]
+        assert bool((s[:-1] >= s[1:]).all()), f"row {i}: not sorted"
+        same = s[:-1] == s[1:]
+        assert bool((got[:-1][same] < got[1:][same]).all()), f"row {i}: equal scores not by ascending id"
+        rest = torch.ones(S.shape[1], dtype=torch.bool)
+        rest[got] = False
+        if rest.any() and got.numel():
+            assert float(S[i, got].min()) >= float(S[i, rest].max()) - 2 * atol, f"row {i}: missed a better id"
+        assert bool((scores[i, ~valid] == float("-inf")).all())
+
+
+@CPU
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("tiling", TILINGS)
+@pytest.mark.parametrize("k", [1, 9, 70, 211])
+def test_integer_inputs_match_oracle_exactly(seed, dtype, tiling, k):
+    q, c = integer_data(13, 211, 17, dtype)
+    tq, tn, sp = tiling
+    s, i = hf.topk_search(q, c, k, tile_q=tq, tile_n=tn, splits=sp)
+    rs, ri = hf.reference.topk_search(q, c, k)
+    assert s.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert i.dtype == torch.int64
+    assert torch.equal(i, ri)
+    assert torch.equal(s, rs)
+
+
+@CPU
+@pytest.mark.parametrize("tiling", TILINGS)
+@pytest.mark.parametrize("k", [1, 40, 300])
+def test_random_float32_is_a_valid_topk(seed, tiling, k):
+    q, c = torch.randn(11, 61), torch.randn(300, 61)
+    tq, tn, sp = tiling
+    s, i = hf.topk_search(q, c, k, tile_q=tq, tile_n=tn or 16, splits=sp)
+    assert_valid_topk(s, i, q, c, k)
+
+
+@CPU
+def test_many_queries_split_over_threads(seed):
+    q, c = torch.randn(300, 40), torch.randn(1000, 40)  # >= 64 rows per thread: query split
+    s, i = hf.topk_search(q, c, 25)
+    assert_valid_topk(s, i, q, c, 25)
+
+
+@CPU
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_corpus_with_float32_queries(seed, dtype):
+    q, c = torch.randn(5, 33), torch.randn(257, 33).to(dtype)
+    s, i = hf.topk_search(q, c, 20, tile_n=32)
+    assert s.dtype == torch.float32
+    assert_valid_topk(s, i, q, c.float(), 20)
+
+
+@CPU
+@pytest.mark.parametrize("form", ["vector", "padded", "lists"])
+def test_exclude(seed, form):
+    q, c = integer_data(6, 50, 9, torch.float32)
+    rows = [[i, 3] for i in range(6)]
+    if form == "vector":
+        rows = [[i] for i in range(6)]
+        ex = torch.arange(6)
+    elif form == "padded":
+        rows = [[i, 3 if i % 2 else -1] for i in range(6)]
+        ex = torch.tensor(rows)
+    else:
+        ex = rows
+    for k in (1, 10, 50):
+        s, i = hf.topk_search(q, c, k, exclude=ex, tile_n=8, splits=3)
+        rs, ri = hf.reference.topk_search(q, c, k, exclude=ex)
+        assert torch.equal(i, ri) and torch.equal(s, rs)
+        for r, ids in enumerate(rows):
+            assert not any(j in i[r].tolist() for j in ids if j >= 0)
+    # k = N with exclusions: the tail is padded with (-inf, -1)
+    assert (i == -1).sum(1).tolist() == [sum(j >= 0 for j in set(r)) for r in rows]
+    assert bool((s[i == -1] == float("-inf")).all())
+
+
+@CPU
+def test_cosine(seed):
+    q, c = torch.randn(7, 24) * 5, torch.randn(130, 24) * torch.rand(130, 1) * 10
+    s, i = hf.topk_search(q, c, 15, metric="cosine", tile_n=16)
+    qn, cn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(c, dim=1)
+    assert_valid_topk(s, i, qn, cn, 15, atol=1e-5)
+    assert float(s.max()) <= 1 + 1e-5
+    rs, ri = hf.reference.topk_search(q, c, 15, metric="cosine")
+    torch.testing.assert_close(s, rs, atol=1e-5, rtol=0)
+
+
+@CPU
+def test_reference_backend_and_cpu_backend_agree(seed):
+    q, c = integer_data(5, 77, 12, torch.float32)
+    a = hf.topk_search(q, c, 30, backend="cpu")
+    b = hf.topk_search(q, c, 30, backend="reference")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ------------------------------------------------------------------- precision strategies
+def near_tie_data(d=64, N=400, cluster=64):
+    """A cluster of near-tied rows v + gap * j * w (j a permutation of 0..cluster-1) scoring
+    high, the rest far below. v is exactly representable in bf16 with |v_i| in [1, 2) and the
+    perturbations stay below half its bf16 spacing (2^-8), so bf16 rounds every cluster row to v
+    (exact ties in bf16: the order is lost), while neighbouring fp32 scores (~150) differ by
+    gap * q.w >= ~6e-4, i.e. ~40 fp32 ulps: fp32 resolves the order."""
+    gap = 3e-3 / cluster
+    v = (torch.sign(torch.randn(d)) * (1 + torch.rand(d))).bfloat16().float()
+    w = torch.rand(d) * 2 - 1
+    c = torch.randn(N, d) * 0.1
+    c[:cluster] = v + gap * torch.randperm(cluster).float()[:, None] * w
+    q = v + w + 0.01 * torch.randn(5, d)
+    return q, c[torch.randperm(N)]
+
+
+@CPU
+@pytest.mark.parametrize("cluster,N", [(64, 400), (100, 100)])  # 64: certified after kk grows
+def test_exact_screen_resolves_near_ties_that_bf16_cannot(seed, cluster, N):
+    q, c = near_tie_data(N=N, cluster=cluster)
+    fp32 = hf.topk_search(q, c, 10, precision="fp32")
+    exact = hf.topk_search(q, c, 10, precision="exact", exact_strategy="screen")
+    bf16 = hf.topk_search(q, c, 10, precision="bf16")
+    S = q.double() @ c.double().T
+    true = torch.sort(S, dim=1, descending=True, stable=True).indices[:, :10]
+    # fp32 and the certified screen get the exact order; bf16 cannot (the test has teeth)
+    assert torch.equal(fp32[1], true)
+    assert torch.equal(exact[1], true)
+    assert not torch.equal(bf16[1], true)
+    torch.testing.assert_close(exact[0], fp32[0], atol=1e-4, rtol=0)
+
+
+@CPU
+@pytest.mark.parametrize("k", [1, 17, 300])
+def test_exact_screen_matches_direct_on_ties_and_exclude(seed, k):
+    q, c = integer_data(9, 300, 16, torch.float32)
+    ex = [[i, 5] for i in range(9)]
+    a = hf.topk_search(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
+    b = hf.topk_search(q, c, k, exclude=ex, exact_strategy="direct")
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+def test_bf16_screen_bound_holds_and_is_tight(seed):
+    d = 256
+    c_d = bf16_screen_bound(d)
+    # worst-case rounding: every element sits just below a bf16 rounding midpoint, same sign
+    base = 1 + (2 ** -8) * (1 - 2 ** -12)  # rounds down by ~u relative
+    q = torch.full((1, d), base) * (1 + 1e-3 * torch.rand(1, d))
+    x = torch.full((50, d), base) * (1 + 1e-3 * torch.rand(50, d))
+    x = torch.cat([x, torch.randn(200, d)])
+    q = torch.cat([q, torch.randn(20, d)])
+    s32 = q @ x.T
+    sbf = q.bfloat16().float() @ x.bfloat16().float().T
+    ratio = (sbf - s32).abs() / (q.norm(dim=1)[:, None] * x.norm(dim=1)[None, :])
+    assert float(ratio.max()) <= c_d
+    assert float(ratio.max()) >= 0.25 * c_d  # the adversarial rows come close: the bound is not vacuous
+
+
+def test_fast_bf16_matmul_reports_a_bool():
+    assert isinstance(fast_bf16_matmul(), bool)
+
+
+# ------------------------------------------------------------------- op-level checks
+@CPU
+def test_opcheck(seed):
+    q, c = torch.randn(6, 20), torch.randn(90, 20)
+    ex = torch.tensor([[0, -1]] * 6)
+    torch.library.opcheck(torch.ops.hybrid_fast.topk_ip.default, (q, c, 7, ex, 2, 16, 2))
+    torch.library.opcheck(torch.ops.hybrid_fast.topk_ip.default, (q.double(), c.double(), 90, None, 0, 0, 0))
+
+
+@CPU
+def test_no_q_by_n_allocation_in_the_kernel(seed):
+    """The op's peak extra memory is far below one Q x N fp32 score matrix."""
+    from hybrid_fast.benchmarks.common import current_rss_bytes, peak_rss_bytes
+
+    q, c = torch.randn(256, 32), torch.randn(60000, 32)
+    base = current_rss_bytes()
+    peak0 = peak_rss_bytes()
+    hf.topk_search(q, c, 10)
+    grown = peak_rss_bytes() - max(peak0, base)
+    assert grown < 256 * 60000 * 4 // 4, f"peak RSS grew by {grown} bytes"
+
+
+# ------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=CPU)])
+def test_bad_input(backend):
+    q, c = torch.randn(3, 8), torch.randn(10, 8)
+    f = lambda *a, **kw: hf.topk_search(*a, backend=backend, **kw)  # noqa: E731
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= N = 10.*got k = 0"):
+        f(q, c, 0)
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= N = 10.*got k = 11"):
+        f(q, c, 11)
+    with pytest.raises(TypeError, match="k must be an int"):
+        f(q, c, 2.0)
+    with pytest.raises(ValueError, match="same dim"):
+        f(q, torch.randn(10, 9), 2)
+    with pytest.raises(ValueError, match="corpus is empty"):
+        f(q, torch.randn(0, 8), 1)
+    qn = q.clone()
+    qn[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="queries contains NaN"):
+        f(qn, c, 2)
+    with pytest.raises(TypeError, match="queries must be float32"):
+        f(q.long(), c, 2)
+    with pytest.raises(TypeError, match="corpus must be float32"):
+        f(q, c.int(), 2)
+    with pytest.raises(TypeError, match="float64 queries need a float64 corpus"):
+        f(q.double(), c, 2)
+    with pytest.raises(ValueError, match="queries must be 2-D"):
+        f(q[0], c, 2)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        f(q, c, 2, metric="l2")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        f(q, c, 2, precision="int8")
+    with pytest.raises(ValueError, match=r"exclude out of range.*got 10"):
+        f(q, c, 2, exclude=torch.tensor([0, 1, 10]))
+    with pytest.raises(ValueError, match=r"exclude must have shape \(Q=3"):
+        f(q, c, 2, exclude=torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="exclude must be int64"):
+        f(q, c, 2, exclude=torch.tensor([0.0, 1.0, 2.0]))
+
+
+@CPU
+def test_op_level_errors():
+    q, c = torch.randn(3, 8), torch.randn(10, 8)
+    with pytest.raises(ValueError, match=r"k must satisfy 1 <= k <= N = 10"):
+        torch.ops.hybrid_fast.topk_ip(q, c, 11)
+    with pytest.raises(ValueError, match="same dim"):
+        torch.ops.hybrid_fast.topk_ip(q, torch.randn(10, 7), 1)
+    with pytest.raises(ValueError, match="out of range"):
+        torch.ops.hybrid_fast.topk_ip(q, c, 1, torch.tensor([[10]] * 3))
+
+
+@pytest.mark.slow
+@CPU
+def test_large_odd_shapes(seed):
+    q, c = torch.randn(301, 769), torch.randn(20011, 769)
+    for k in (1, 1000):
+        s, i = hf.topk_search(q, c, k)
+        assert_valid_topk(s[:40], i[:40], q[:40], c, k, atol=2e-4)
