@@ -1,0 +1,104 @@
+"""Exact top-k search benchmark: FAISS IndexFlatIP vs torch mm + topk vs hybrid_fast.
+
+    python -m hybrid_fast.benchmarks.topk --quick      # N = 20,000 (a minute)
+    python -m hybrid_fast.benchmarks.topk --full       # Q in {1, 16, 1000}, N = 200,000, d = 768
+
+Prints a markdown table and writes one JSON row per point (device, threads, versions, git SHA,
+dtype, sizes, median seconds, GFLOP/s, GB/s, peak RSS) to ``--out``. Rates: 2 Q N d flops;
+bytes = corpus bytes (N d itemsize), read once per search in the memory-bound regime. The
+memory-bandwidth bound of a search is corpus bytes / copy bandwidth, with copy bandwidth
+measured as (bytes read + bytes written) / time of ``corpus.clone()`` on the same machine.
+Peak RSS is the process high-water mark after each provider (providers that never build Q x N
+run first; torch mm + topk, which does, runs last).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from .common import environment, format_table, matmul_ceiling, median_seconds, peak_rss_bytes, write_rows
+
+
+def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
+    """(read + write) bytes per second of a large tensor copy (all threads)."""
+    src = torch.ones(nbytes // 4)
+    dst = torch.empty_like(src)
+    sec, _ = median_seconds(lambda: dst.copy_(src), repeats=repeats)
+    return 2 * nbytes / sec
+
+
+def providers(q, corpus, corpus_bf16, k):
+    import hybrid_fast as hf
+
+    out = {
+        "hybrid_fast exact (fp32)": lambda: hf.topk_search(q, corpus, k),
+        "hybrid_fast fp32": lambda: hf.topk_search(q, corpus, k, precision="fp32"),
+        "hybrid_fast exact (bf16 corpus)": lambda: hf.topk_search(q, corpus_bf16, k),
+    }
+    try:
+        import faiss
+
+        index = faiss.IndexFlatIP(corpus.shape[1])
+        index.add(corpus.numpy())
+        qn = q.numpy()
+        out["faiss IndexFlatIP"] = lambda: index.search(qn, k)
+    except ImportError:
+        pass
+    out["torch mm + topk"] = lambda: torch.topk(q @ corpus.T, k, dim=1)
+    return out
+
+
+def run(Qs, N, d, ks, repeats):
+    env = environment()
+    torch.manual_seed(0)
+    corpus = torch.nn.functional.normalize(torch.randn(N, d), dim=1)
+    corpus_bf16 = corpus.to(torch.bfloat16)
+    bw = copy_bandwidth()
+    ceiling = matmul_ceiling(torch.float32)
+    print(f"copy bandwidth {bw / 1e9:.1f} GB/s (read + write), fp32 mm ceiling {ceiling / 1e9:.0f} GFLOP/s, "
+          f"threads {env['threads']}")
+    rows = []
+    for Q in Qs:
+        q = torch.nn.functional.normalize(torch.randn(Q, d), dim=1)
+        for k in ks:
+            for name, fn in providers(q, corpus, corpus_bf16, k).items():
+                sec, times = median_seconds(fn, repeats=repeats)
+                itemsize = 2 if "bf16" in name else 4
+                nbytes = N * d * itemsize
+                rows.append({**env, "op": "topk_search", "provider": name, "Q": Q, "N": N, "d": d, "k": k,
+                             "dtype": "bfloat16" if "bf16" in name else "float32", "median_s": sec,
+                             "times_s": times, "gflops": 2 * Q * N * d / sec / 1e9, "gbps": nbytes / sec / 1e9,
+                             "bw_bound_s": nbytes / bw, "pct_of_bw_bound": (nbytes / bw) / sec * 100,
+                             "copy_bw_gbps": bw / 1e9, "mm_ceiling_gflops": ceiling / 1e9,
+                             "peak_rss_mib": peak_rss_bytes() / 2**20})
+                print(json.dumps({k_: rows[-1][k_] for k_ in ("provider", "Q", "k", "median_s", "gflops", "gbps")}))
+            faiss_s = next((r["median_s"] for r in rows[::-1] if r["provider"] == "faiss IndexFlatIP"
+                            and r["Q"] == Q and r["k"] == k), None)
+            for r in rows:
+                if r["Q"] == Q and r["k"] == k and faiss_s:
+                    r["speedup_vs_faiss"] = faiss_s / r["median_s"]
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="N = 20,000, Q in {1, 16, 200}, k in {10, 100}")
+    mode.add_argument("--full", action="store_true", help="the issue's sweep: N = 200,000, d = 768")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="benches/results/topk.jsonl")
+    args = ap.parse_args(argv)
+    if args.full:
+        rows = run([1000, 16, 1], 200_000, 768, [10, 100, 1000], args.repeats)
+    else:
+        rows = run([200, 16, 1], 20_000, 768, [10, 100], args.repeats)
+    write_rows(args.out, rows)
+    print(format_table(rows, [("provider", "provider"), ("Q", "Q"), ("k", "k"), ("median_s", "median s"),
+                              ("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("pct_of_bw_bound", "% of BW bound"),
+                              ("speedup_vs_faiss", "x FAISS"), ("peak_rss_mib", "peak RSS MiB")]))
+
+
+if __name__ == "__main__":
+    main()
