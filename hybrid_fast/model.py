@@ -108,11 +108,16 @@ class BiEncoder(nn.Module):
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64) -> torch.Tensor:
-        """Embed already-prefixed ``texts`` in eval mode -> float32 ``[len(texts), hidden]``."""
+        """Embed already-prefixed ``texts`` in eval mode -> float32 ``[len(texts), hidden]`` on the
+        CPU, in input order (batches of similar length internally)."""
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
-        out = [self({k: v.to(device) for k, v in self.tokenize(texts[i:i + batch_size], kind).items()})
-               for i in range(0, len(texts), batch_size)]
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # little padding per batch
+        out = torch.zeros(len(texts), self.model.config.hidden_size)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start:start + batch_size]
+            features = self.tokenize([texts[i] for i in rows], kind)
+            out[rows] = self({k: v.to(device) for k, v in features.items()}).float().cpu()
         self.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.hidden_size)
+        return out
