@@ -31,7 +31,7 @@ file(GLOB HF_CUDA_KERNELS CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/kernels
 file(GLOB HF_CUDA_GLUE CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/csrc/cuda/*.cpp")
 add_library(hf_cuda_kernels OBJECT ${HF_CUDA_KERNELS})
 target_include_directories(hf_cuda_kernels PRIVATE "${CMAKE_CURRENT_SOURCE_DIR}/kernels/cuda")
-target_compile_options(hf_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 --use_fast_math -lineinfo>)
+target_compile_options(hf_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 -lineinfo>)
 
 if(HF_CUDA STREQUAL "CHECK")
   # Compile everything, link nothing: a real compile check on a machine without a GPU.

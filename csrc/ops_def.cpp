@@ -7,7 +7,8 @@
 TORCH_LIBRARY(hybrid_fast, m) {
   // InfoNCE, one direction. Scores s_ij = scale * <q_i, p_j>; candidate j is masked for row i
   // when p_groups[j] == q_groups[i] and j != labels[i].
-  // -> (loss_rows (B,), lse (B,)) in the compute dtype (fp32, or fp64 for fp64 inputs).
+  // -> (loss_rows (B,) in the compute dtype (fp32, or fp64 for fp64 inputs), lse (B,) float64:
+  //     the backward recovers softmax = exp(s - lse) to full precision from it).
   m.def(
       "infonce_fwd(Tensor q, Tensor p, Tensor labels, Tensor scale, Tensor? q_groups, Tensor? p_groups, "
       "int row_block=0, int col_block=0) -> (Tensor, Tensor)");
@@ -17,7 +18,7 @@ TORCH_LIBRARY(hybrid_fast, m) {
       "infonce_bwd(Tensor grad_loss_rows, Tensor? grad_lse, Tensor q, Tensor p, Tensor labels, Tensor scale, "
       "Tensor? q_groups, Tensor? p_groups, Tensor lse, int row_block=0, int col_block=0) -> (Tensor, Tensor, Tensor)");
   // loss = sum_i row_weights[i] * loss_rows[i] and its gradients, in one pass.
-  // -> (loss 0-d, lse (B,), dq like q, dp like p, dscale 0-d).
+  // -> (loss 0-d compute dtype, lse (B,) float64, dq like q, dp like p, dscale 0-d).
   m.def(
       "infonce_fused(Tensor q, Tensor p, Tensor labels, Tensor scale, Tensor? q_groups, Tensor? p_groups, "
       "Tensor row_weights, int row_block=0, int col_block=0) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");

@@ -8,7 +8,7 @@ import torch
 #   float64: same maths, only summation order differs.
 #   float32/bfloat16/float16: the kernels upcast low-precision inputs to fp32 and accumulate in
 #   fp32, so all three see fp32 rounding of d-term dot products (~1e-6 relative) amplified by the
-#   scale (20) inside exp; exp_u20 adds <= 20 ulp.
+#   scale (20) inside exp; Sleef exp adds <= 1 ulp.
 TOLERANCES = {
     torch.float64: dict(rtol=1e-9, atol=1e-10),
     torch.float32: dict(rtol=2e-4, atol=2e-5),

@@ -99,11 +99,11 @@ struct Request {
 
 template <typename T>
 struct Outputs {
-  T* lse;       // (B,) out if stats, in otherwise
+  double* lse;  // (B,) out if stats, in otherwise; float64 so softmax = exp(s - lse) keeps full precision
   T* pos_raw;   // (B,) <q_i, p_label_i>, out
   const T* a;   // (B,) softmax coefficient per row (grad only)
   const T* b;   // (B,) one-hot coefficient per row (grad only)
-  at::Tensor dq, dp;  // compute dtype accumulators, zero-initialised (grad only)
+  at::Tensor dq, dp;  // compute dtype accumulators, uninitialised (grad only)
   double dscale = 0;
 };
 
@@ -143,12 +143,21 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     };
     auto grad_row = [&](int64_t r, T* row, int64_t c0, int64_t nc) {
       const int64_t i = r0 + r, lab = pr.labels[i] - c0;
-      dsum[r] += double(out.a[i]) * double(grad_fn(row, nc, scale, out.lse[i], out.a[i] * scale));
+      // lse = hi + lo exactly enough that exp(fma(raw, scale, -hi) - lo) is accurate to the last
+      // bit even when |lse| is large (a single rounded lse would cost ~ulp(lse) relative in the
+      // softmax, which softmax - onehot then exposes on confident rows).
+      const T hi = T(out.lse[i]), lo = T(out.lse[i] - double(hi));
+      dsum[r] += double(out.a[i]) * double(grad_fn(row, nc, scale, hi, lo, out.a[i] * scale));
       if (lab >= 0 && lab < nc) row[lab] -= out.b[i] * scale;
     };
+    // The first product into an output block overwrites it (outputs start uninitialised: no
+    // zero-fill pass over (B+N) x d), later ones accumulate.
     auto apply_grad_tile = [&](const at::Tensor& G, int64_t c0, int64_t nc) {
-      out.dq.narrow(0, r0, rb).addmm_(G, pr.p.narrow(0, c0, nc));
-      out.dp.narrow(0, c0, nc).addmm_(G.t(), qb);
+      at::Tensor dq_rows = out.dq.narrow(0, r0, rb), dp_rows = out.dp.narrow(0, c0, nc);
+      if (c0 == 0) at::mm_out(dq_rows, G, pr.p.narrow(0, c0, nc));
+      else dq_rows.addmm_(G, pr.p.narrow(0, c0, nc));
+      if (r0 == 0) at::mm_out(dp_rows, G.t(), qb);
+      else dp_rows.addmm_(G.t(), qb);
     };
 
     if (req.stats) {
@@ -163,14 +172,14 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
             T* row = prepare_row(r, c0, nc);
             lse_fn(row, nc, scale, m[r], l[r]);
             if (fuse_grad) {
-              out.lse[r0 + r] = m[r] + std::log(l[r]);
+              out.lse[r0 + r] = double(m[r]) + std::log(double(l[r]));
               grad_row(r, row, c0, nc);
             }
           }
         });
         if (fuse_grad) apply_grad_tile(S, c0, nc);
       }
-      for (int64_t r = 0; r < rb; ++r) out.lse[r0 + r] = m[r] + std::log(l[r]);
+      for (int64_t r = 0; r < rb; ++r) out.lse[r0 + r] = double(m[r]) + std::log(double(l[r]));
     }
     if (req.grad && !(req.stats && one_tile)) {
       for (int64_t c0 = 0; c0 < N; c0 += Nt) {
@@ -197,7 +206,7 @@ void dispatch_compute_type(at::ScalarType ct, F&& f) {
   else f(float{});
 }
 
-// infonce_fwd -> (loss_rows (B,), lse (B,)), compute dtype.
+// infonce_fwd -> (loss_rows (B,) compute dtype, lse (B,) float64).
 std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at::Tensor& p, const at::Tensor& labels,
                                                    const at::Tensor& scale, const c10::optional<at::Tensor>& q_groups,
                                                    const c10::optional<at::Tensor>& p_groups, int64_t row_block,
@@ -205,14 +214,14 @@ std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  at::Tensor lse = at::empty({pr.B}, pr.q.options());
+  at::Tensor lse = at::empty({pr.B}, pr.q.options().dtype(at::kDouble));
   at::Tensor pos = at::empty({pr.B}, pr.q.options());
   dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    Outputs<T> out{lse.data_ptr<T>(), pos.data_ptr<T>(), nullptr, nullptr, {}, {}};
+    Outputs<T> out{lse.data_ptr<double>(), pos.data_ptr<T>(), nullptr, nullptr, {}, {}};
     run_infonce<T>(pr, T(s), Request{true, false}, out);
   });
-  return {lse - pos * s, lse};
+  return {(lse - pos.to(at::kDouble) * s).to(pr.q.scalar_type()), lse};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_outputs(const Problem& pr, const at::Tensor& q,
@@ -234,13 +243,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_bwd_cpu(
                  " elements");
   at::Tensor b = grad_loss_rows.to(opts).contiguous();
   at::Tensor a = grad_lse ? (b + grad_lse->to(opts)).contiguous() : b;
-  at::Tensor lse_c = lse.to(opts).contiguous();
+  at::Tensor lse_c = lse.to(at::kDouble).contiguous();
   at::Tensor pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::zeros({pr.B, pr.d}, opts), dp = at::zeros({pr.N, pr.d}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, opts), dp = at::empty({pr.N, pr.d}, opts);
   double dscale = 0;
   dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    Outputs<T> out{lse_c.data_ptr<T>(), pos.data_ptr<T>(), a.data_ptr<T>(), b.data_ptr<T>(), dq, dp};
+    Outputs<T> out{lse_c.data_ptr<double>(), pos.data_ptr<T>(), a.data_ptr<T>(), b.data_ptr<T>(), dq, dp};
     run_infonce<T>(pr, T(s), Request{false, true}, out);
     dscale = out.dscale;
   });
@@ -260,16 +269,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> infonce_f
   HF_CHECK_VALUE(row_weights.numel() == pr.B, "row_weights must have B = ", pr.B, " elements, got ",
                  row_weights.numel());
   at::Tensor w = row_weights.to(opts).contiguous();
-  at::Tensor lse = at::empty({pr.B}, opts), pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::zeros({pr.B, pr.d}, opts), dp = at::zeros({pr.N, pr.d}, opts);
+  at::Tensor lse = at::empty({pr.B}, opts.dtype(at::kDouble)), pos = at::empty({pr.B}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, opts), dp = at::empty({pr.N, pr.d}, opts);
   double dscale = 0;
   dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    Outputs<T> out{lse.data_ptr<T>(), pos.data_ptr<T>(), w.data_ptr<T>(), w.data_ptr<T>(), dq, dp};
+    Outputs<T> out{lse.data_ptr<double>(), pos.data_ptr<T>(), w.data_ptr<T>(), w.data_ptr<T>(), dq, dp};
     run_infonce<T>(pr, T(s), Request{true, true}, out);
     dscale = out.dscale;
   });
-  at::Tensor loss = ((lse - pos * s) * w).sum();
+  at::Tensor loss = ((lse - pos.to(at::kDouble) * s) * w.to(at::kDouble)).sum().to(pr.q.scalar_type());
   auto [gq, gp, gs] = grad_outputs(pr, q, p, dscale, dq, dp);
   return {loss, lse, gq, gp, gs};
 }

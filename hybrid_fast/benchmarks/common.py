@@ -66,6 +66,21 @@ def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) 
     return statistics.median(times), times
 
 
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int = 3, warmup: int = 1) -> dict[str, list[float]]:
+    """Time several providers in interleaved rounds (A B C A B C ...) so that a shared, noisy
+    machine slows them alike; returns every provider's times (take the median)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def matmul_ceiling(dtype: torch.dtype, m: int = 4096, n: int = 4096, k: int = 768, repeats: int = 5) -> float:
     """Measured GEMM rate (FLOP/s) of torch.mm for this dtype: the roofline the kernels are held to."""
     a = torch.randn(m, k, dtype=dtype)

@@ -8,7 +8,9 @@ Providers:
   linear_cross_entropy  torch.nn.functional.linear_cross_entropy, chunked (LinearCrossEntropyOptions)
 
 Derived figures: effective rate = 3 * 2BNd / time (the three matrix products a fused fwd+bwd
-needs), and that rate over the torch.mm ceiling measured in the same run ("% roofline").
+needs). Roofline: the time of exactly those three fp32 torch.mm calls (q p^T, S p, S^T q at these
+shapes), timed in the same interleaved rounds as the providers, so a loaded machine slows both
+alike; "x roofline" = roofline time / provider time.
 Peak memory: a fresh process per case; extra = peak RSS - RSS with inputs allocated - the
 gradients' bytes.
 
@@ -24,7 +26,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from .common import (current_rss_bytes, environment, format_table, matmul_ceiling, median_seconds, peak_rss_bytes,
+import statistics
+
+from .common import (current_rss_bytes, environment, format_table, interleaved_medians, matmul_ceiling, peak_rss_bytes,
                      run_in_fresh_process, write_rows)
 
 SCALE = 20.0
@@ -91,36 +95,49 @@ def run(sizes, dtypes, providers, d=768, repeats=3, measure_memory=True, max_sec
     for B in sizes:
         for dname in dtypes:
             dtype = DTYPES[dname]
+            N = B
+            flops = (3 if mode == "full" else 1) * 2.0 * B * N * d
+            q, p, y = setup(B, N, d, dtype)
+            qf, pf = q.detach().float(), p.detach().float()
+
+            def roofline():  # the products a fused kernel cannot avoid, at torch.mm speed
+                s = qf @ pf.T
+                if mode == "full":
+                    s @ pf, s.T @ qf
+
+            fns, group = {"roofline": roofline}, []
             for provider in providers:
-                N = B
-                flops = (3 if mode == "full" else 1) * 2.0 * B * N * d
                 rate = ceilings[dname] if gemm_dtype(provider, dtype) == dtype else ceilings["fp32"]
                 estimate = flops / rate
                 row = dict(env, op="infonce_loss", mode=mode, provider=provider, B=B, N=N, d=d, dtype=dname,
                            flops=flops, matmul_ceiling_gflops=ceilings["fp32"] / 1e9,
                            dtype_matmul_ceiling_gflops=ceilings[dname] / 1e9)
+                group.append(row)
                 if estimate * (repeats + 1) > max_seconds:
                     row["skipped"] = (f"estimated {estimate:.0f} s per call at the measured "
                                       f"{gemm_dtype(provider, dtype)} GEMM rate {rate / 1e9:.2f} GFLOP/s")
-                    rows.append(row)
                     print(f"  {provider:22s} B={B:6d} {dname}: skipped ({row['skipped']})", file=sys.stderr)
                     continue
-                q, p, y = setup(B, N, d, dtype)
-                fn = loss_fn(provider)
-                sec, times = median_seconds(lambda: step(fn, q, p, y, mode), repeats=repeats)
-                del q, p
-                row.update(seconds=sec, times=times, gflops=flops / sec / 1e9,
-                           roofline_fraction=flops / sec / ceilings["fp32"],
-                           roofline_fraction_dtype=flops / sec / ceilings[dname])
+                fns[provider] = (lambda fn: lambda: step(fn, q, p, y, mode))(loss_fn(provider))
+            times = interleaved_medians(fns, repeats=repeats)
+            t_roof = statistics.median(times["roofline"])
+            for row in group:
+                if row["provider"] not in times:
+                    continue
+                sec = statistics.median(times[row["provider"]])
+                row.update(seconds=sec, times=times[row["provider"]], gflops=flops / sec / 1e9,
+                           roofline_seconds=t_roof, roofline_gflops=flops / t_roof / 1e9,
+                           roofline_fraction=t_roof / sec, roofline_fraction_dtype=flops / sec / ceilings[dname])
                 if measure_memory and mode == "full":
                     mem = run_in_fresh_process("hybrid_fast.benchmarks.infonce", dict(
-                        provider=provider, B=B, N=N, d=d, dtype=dname, threads=torch.get_num_threads()))
+                        provider=row["provider"], B=B, N=N, d=d, dtype=dname, threads=torch.get_num_threads()))
                     row["extra_peak_mib"] = mem["extra_peak_bytes"] / 2**20
-                rows.append(row)
-                print(f"  {provider:22s} B={B:6d} {dname}: {sec:.3f} s  {row['gflops']:.1f} GFLOP/s  "
-                      f"{100 * row['roofline_fraction']:.0f}% of fp32 roofline"
+                print(f"  {row['provider']:22s} B={B:6d} {dname}: {sec:.3f} s  {row['gflops']:.1f} GFLOP/s  "
+                      f"{100 * row['roofline_fraction']:.0f}% of the fp32 roofline ({t_roof:.3f} s)"
                       + (f"  extra peak {row['extra_peak_mib']:.0f} MiB" if "extra_peak_mib" in row else ""),
                       file=sys.stderr)
+            rows.extend(group)
+            del q, p, qf, pf
     # Ratios against the baselines, within this run.
     for r in rows:
         mine = next((x for x in rows if x["provider"] == "hybrid_fast" and x["B"] == r["B"] and x["dtype"] == r["dtype"]
@@ -133,8 +150,8 @@ def run(sizes, dtypes, providers, d=768, repeats=3, measure_memory=True, max_sec
 
 
 TABLE = [("provider", "provider"), ("B", "B=N"), ("dtype", "dtype"), ("seconds", "median s"),
-         ("gflops", "GFLOP/s (6BNd/t)"), ("roofline_fraction", "x fp32 roofline"),
-         ("roofline_fraction_dtype", "x dtype roofline"), ("extra_peak_mib", "extra peak MiB"),
+         ("gflops", "GFLOP/s (6BNd/t)"), ("roofline_seconds", "roofline s (3 fp32 mm)"),
+         ("roofline_fraction", "x roofline"), ("roofline_fraction_dtype", "x dtype mm ceiling"), ("extra_peak_mib", "extra peak MiB"),
          ("hybrid_fast_speedup", "hybrid_fast speedup"), ("hybrid_fast_memory_fraction", "hybrid_fast mem / this"),
          ("skipped", "note")]
 
@@ -169,9 +186,11 @@ def main(argv=None) -> int:
     rows = run(sizes, dtypes, args.providers.split(","), d=args.d, repeats=args.repeats,
                measure_memory=not (args.no_memory or args.quick), max_seconds=args.max_seconds, mode=args.mode)
     env = rows[0]
+    ceil = {r["dtype"]: r["dtype_matmul_ceiling_gflops"] for r in rows}
     print(f"\nInfoNCE fwd+bwd, d={args.d}, scale={SCALE}; {env['machine']}, {env['threads']} threads, torch "
-          f"{env['torch']}, ISA {env['hybrid_fast_isa']}, git {env['git_sha']}; fp32 torch.mm ceiling "
-          f"{env['matmul_ceiling_gflops']:.0f} GFLOP/s; medians of {args.repeats}\n")
+          f"{env['torch']}, ISA {env['hybrid_fast_isa']}, git {env['git_sha']}; torch.mm ceiling (4096x4096x768) fp32 "
+          f"{env['matmul_ceiling_gflops']:.0f} GFLOP/s, {', '.join(f'{k} {v:.2f}' for k, v in sorted(ceil.items()))}; "
+          f"medians of {args.repeats} interleaved rounds\n")
     print(format_table(rows, TABLE))
     if args.output:
         write_rows(args.output, rows)

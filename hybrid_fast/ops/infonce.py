@@ -122,8 +122,7 @@ def _register_abstract_and_autograd() -> None:
 
     @torch.library.register_fake(lib + "infonce_fwd")
     def _fwd_fake(q, p, labels, scale, q_groups, p_groups, row_block=0, col_block=0):
-        ct = compute_dtype(q.dtype)
-        return q.new_empty((q.shape[0],), dtype=ct), q.new_empty((q.shape[0],), dtype=ct)
+        return q.new_empty((q.shape[0],), dtype=compute_dtype(q.dtype)), q.new_empty((q.shape[0],), dtype=torch.float64)
 
     @torch.library.register_fake(lib + "infonce_bwd")
     def _bwd_fake(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block=0, col_block=0):
@@ -132,7 +131,7 @@ def _register_abstract_and_autograd() -> None:
     @torch.library.register_fake(lib + "infonce_fused")
     def _fused_fake(q, p, labels, scale, q_groups, p_groups, row_weights, row_block=0, col_block=0):
         ct = compute_dtype(q.dtype)
-        return (q.new_empty((), dtype=ct), q.new_empty((q.shape[0],), dtype=ct), torch.empty_like(q),
+        return (q.new_empty((), dtype=ct), q.new_empty((q.shape[0],), dtype=torch.float64), torch.empty_like(q),
                 torch.empty_like(p), q.new_empty((), dtype=ct))
 
     def _scale_grad(dscale, scale):
@@ -162,9 +161,17 @@ def _register_abstract_and_autograd() -> None:
 
     def _fused_backward(ctx, grad_loss, *unused):
         dq, dp, dscale, scale = ctx.saved_tensors
+        ds = _scale_grad(dscale * grad_loss.to(dscale.dtype), scale)
+        # Plain eager tensors only: under tracing (fake/functional subclasses) keep the
+        # data-independent path.
+        eager = type(grad_loss) is torch.Tensor and not torch.compiler.is_compiling()
+        if eager and float(grad_loss) == 1.0:
+            # loss.backward(): hand over the gradients computed in the forward pass as they are,
+            # saving two (B+N) x d passes and allocations. (A second backward through a retained
+            # graph is caught by autograd's version counter if the gradients were modified.)
+            return dq, dp, None, ds, None, None, None, None, None
         g = grad_loss.to(dq.dtype)
-        return (dq * g, dp * g, None, _scale_grad(dscale * grad_loss.to(dscale.dtype), scale), None, None,
-                None, None, None)
+        return dq * g, dp * g, None, ds, None, None, None, None, None
 
     torch.library.register_autograd(lib + "infonce_fused", _fused_backward, setup_context=_fused_setup)
 

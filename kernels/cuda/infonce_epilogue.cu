@@ -66,17 +66,18 @@ __global__ void lse_update_kernel(float* tile, int64_t cols, int64_t ld, int64_t
 
 __global__ void grad_tile_kernel(float* tile, int64_t cols, int64_t ld, int64_t r0, int64_t c0, float scale,
                                  const int64_t* labels, const int64_t* q_groups, const int64_t* p_groups,
-                                 const float* lse, const float* a, const float* b, float* dscale_rows) {
+                                 const double* lse, const float* a, const float* b, float* dscale_rows) {
   __shared__ float smem[32];
   const int64_t row = r0 + blockIdx.x, label = labels[row];
   const int64_t qg = q_groups ? q_groups[row] : 0;
-  const float coef = a[row] * scale, row_lse = lse[row];
+  const float coef = a[row] * scale;
+  const float lse_hi = static_cast<float>(lse[row]), lse_lo = static_cast<float>(lse[row] - double(lse_hi));
   float* s = tile + blockIdx.x * ld;
   float dsum = 0.f;
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
     const int64_t c = c0 + j;
     const float raw = s[j];
-    const float prob = masked(c, label, qg, p_groups) ? 0.f : __expf(fmaf(raw, scale, -row_lse));
+    const float prob = masked(c, label, qg, p_groups) ? 0.f : expf(fmaf(raw, scale, -lse_hi) - lse_lo);
     dsum += prob * (prob > 0.f ? raw : 0.f);
     s[j] = coef * prob - (c == label ? b[row] * scale : 0.f);
   }
@@ -97,7 +98,7 @@ cudaError_t launch_infonce_lse_update(float* tile, int64_t rows, int64_t cols, i
 
 cudaError_t launch_infonce_grad_tile(float* tile, int64_t rows, int64_t cols, int64_t ld, int64_t r0, int64_t c0,
                                      float scale, const int64_t* labels, const int64_t* q_groups,
-                                     const int64_t* p_groups, const float* lse, const float* a, const float* b,
+                                     const int64_t* p_groups, const double* lse, const float* a, const float* b,
                                      float* dscale_rows, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   grad_tile_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(tile, cols, ld, r0, c0, scale, labels,

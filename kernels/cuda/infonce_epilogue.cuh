@@ -16,11 +16,12 @@ cudaError_t launch_infonce_lse_update(float* tile, int64_t rows, int64_t cols, i
                                       float scale, const int64_t* labels, const int64_t* q_groups,
                                       const int64_t* p_groups, float* m, float* l, float* pos, cudaStream_t stream);
 
-// In place tile := scale * (a[row] * softmax - b[row] * onehot(label)) given lse (B,), and
+// In place tile := scale * (a[row] * softmax - b[row] * onehot(label)) given lse (B,) float64
+// (split into hi + lo floats so exp(scale*raw - lse) keeps full precision near the row max), and
 // dscale_rows[row] += a[row] * sum_j softmax_j * raw_j. Masking as above.
 cudaError_t launch_infonce_grad_tile(float* tile, int64_t rows, int64_t cols, int64_t ld, int64_t r0, int64_t c0,
                                      float scale, const int64_t* labels, const int64_t* q_groups,
-                                     const int64_t* p_groups, const float* lse, const float* a, const float* b,
+                                     const int64_t* p_groups, const double* lse, const float* a, const float* b,
                                      float* dscale_rows, cudaStream_t stream);
 
 }  // namespace hybrid_fast::cuda

@@ -13,10 +13,10 @@
   /* Online log-sum-exp of scale*raw[0:n] merged into (m, l): l = sum exp(scale*raw - m). */   \
   template <typename T>                                                                         \
   void row_lse_update(const T* raw, int64_t n, T scale, T& m, T& l);                            \
-  /* In place raw[j] := coef * exp(scale*raw[j] - lse); returns sum_j P_j * raw_j (masked     \
-     entries, raw = -inf, give P = 0 and contribute 0). */                                      \
+  /* In place raw[j] := coef * P_j, P_j = exp(scale*raw[j] - (lse_hi + lse_lo)); returns      \
+     sum_j P_j * raw_j (masked entries, raw = -inf, give P = 0 and contribute 0). */            \
   template <typename T>                                                                         \
-  T row_softmax_grad(T* raw, int64_t n, T scale, T lse, T coef);                                \
+  T row_softmax_grad(T* raw, int64_t n, T scale, T lse_hi, T lse_lo, T coef);                   \
   }
 
 HF_DECLARE_INFONCE_EPILOGUE(DEFAULT)
