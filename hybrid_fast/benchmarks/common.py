@@ -95,7 +95,23 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
+    """Peak RSS since the last :func:`reset_peak_rss` (VmHWM), else since the process started."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def run_in_fresh_process(module: str, payload: dict, timeout: float = 3600) -> dict:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import statistics
 
 from .common import (current_rss_bytes, environment, format_table, interleaved_medians, matmul_ceiling, peak_rss_bytes,
-                     run_in_fresh_process, write_rows)
+                     reset_peak_rss, run_in_fresh_process, write_rows)
 
 SCALE = 20.0
 PROVIDERS = ("hybrid_fast", "reference", "naive", "linear_cross_entropy")
@@ -77,9 +77,14 @@ def gemm_dtype(provider: str, dtype: torch.dtype) -> torch.dtype:
 def child(payload: dict) -> dict:
     """One fwd+bwd in this (fresh) process; report the memory above inputs and gradients."""
     torch.set_num_threads(payload["threads"])
-    q, p, y = setup(payload["B"], payload["N"], payload["d"], DTYPES[payload["dtype"]])
     fn = loss_fn(payload["provider"])
+    # Warm up on a small problem (thread pools, BLAS buffers, lazy imports): their one-off
+    # memory is not the provider's.
+    step(fn, *setup(256, 256, payload["d"], DTYPES[payload["dtype"]]), "full")
+    q, p, y = setup(payload["B"], payload["N"], payload["d"], DTYPES[payload["dtype"]])
     base = current_rss_bytes()
+    if not reset_peak_rss():
+        raise RuntimeError("cannot reset the peak-RSS counter (/proc/self/clear_refs): peak memory not measurable")
     step(fn, q, p, y, "full")
     grads = q.grad.numel() * q.grad.element_size() + p.grad.numel() * p.grad.element_size()
     return {"extra_peak_bytes": max(0, peak_rss_bytes() - base - grads)}
