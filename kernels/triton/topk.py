@@ -1,0 +1,134 @@
+r"""Fused inner-product top-k in Triton: score tiles are reduced to top-k candidates on chip.
+
+Contract (``hybrid_fast::topk_ip``): for each query i the k corpus ids j with the largest
+:math:`s_{ij} = \langle q_i, x_j\rangle` (fp32 accumulation), best first, equal scores by
+ascending id, ``exclude`` ids and NaN scores never returned, rows with fewer than k candidates
+padded with (-inf, -1).
+
+Kernel ``_topk_kernel``, grid (cdiv(Q, BLOCK_Q), splits): each program owns BLOCK_Q queries and
+one contiguous range of the corpus. Per BLOCK_N tile: S = q_blk @ x_tile^T (K-loop over d in
+BLOCK_K, fp32 accumulate; fp32 inputs use IEEE dots), NaN -> -inf, -0 -> +0, excluded ids
+masked. Each score is packed with its id into one int64 key,
+``key = ordered_int32(score) << 32 | (2^32 - 1 - id)``, so that integer order is (score desc,
+id asc) and one ``tl.topk`` on keys selects values and ids together. The tile's top KP keys are
+merged with the running top KP (join + topk) in registers; only (Q, splits, KP) keys reach
+global memory, never the Q x N scores. The host merges the splits with ``torch.topk`` on the
+keys and decodes them.
+
+Limits: KP = next_pow2(k) <= 256 (larger k, float64 inputs and N >= 2^32 - 1 take the chunked
+multi-pass fallback in ``hybrid_fast.ops.triton_backend``); ids < 2^32 - 1.
+
+Flops 2 Q N d; bytes: the corpus (N d itemsize) once per query block (Q <= BLOCK_Q: once), plus
+Q splits KP 8 bytes of candidates. Tile defaults (BLOCK_Q 64, BLOCK_N 128, BLOCK_K 64) are
+untuned first guesses for Hopper.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .infonce import INTERPRET, _launch, _pow2_block
+
+KP_MAX = 256
+MIN_KEY = -(2 ** 63)
+ID_MASK = 0xFFFFFFFF
+
+
+@triton.jit
+def _topk_kernel(q_ptr, x_ptr, ex_ptr, out_ptr, Q, N, D, E, n_per_split, stride_q, stride_x, stride_ex,
+                 HAS_EXCLUDE: tl.constexpr, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+                 BLOCK_Q: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, KP: tl.constexpr):
+    pid_q = tl.program_id(0)
+    pid_s = tl.program_id(1)
+    rows = pid_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    row_ok = rows < Q
+    rows64 = rows.to(tl.int64)
+    n_start = pid_s * n_per_split
+    n_end = tl.minimum(N, n_start + n_per_split)
+    best = tl.full([BLOCK_Q, KP], -9223372036854775808, tl.int64)
+    for n0 in range(n_start, n_end, BLOCK_N):
+        cols = n0 + tl.arange(0, BLOCK_N)
+        col_ok = cols < n_end
+        cols64 = cols.to(tl.int64)
+        acc = tl.zeros([BLOCK_Q, BLOCK_N], tl.float32)
+        for k0 in range(0, D, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks < D
+            qt = tl.load(q_ptr + rows64[:, None] * stride_q + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            xt = tl.load(x_ptr + cols64[:, None] * stride_x + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
+            if UPCAST:
+                qt = qt.to(tl.float32)
+                xt = xt.to(tl.float32)
+            acc = tl.dot(qt, tl.trans(xt), acc, input_precision=PRECISION, out_dtype=tl.float32)
+        s = tl.where(acc != acc, float("-inf"), acc)  # NaN never returned
+        s = tl.where(s == 0.0, 0.0, s)  # -0 -> +0: equal scores must tie on the id
+        ok = col_ok[None, :] & row_ok[:, None]
+        if HAS_EXCLUDE:
+            for e in range(0, E):
+                ex = tl.load(ex_ptr + rows64 * stride_ex + e, mask=row_ok, other=-1)
+                ok = ok & (cols64[None, :] != ex[:, None])
+        bits = s.to(tl.int32, bitcast=True)
+        ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+        key = (ordered.to(tl.int64) << 32) | (4294967295 - cols64)[None, :]
+        key = tl.where(ok, key, -9223372036854775808)
+        tile_top = tl.topk(key, KP, dim=1)
+        merged = tl.reshape(tl.join(best, tile_top), [BLOCK_Q, 2 * KP])
+        best = tl.topk(merged, KP, dim=1)
+    kp = tl.arange(0, KP)
+    out = out_ptr + (rows64[:, None] * tl.num_programs(1) + pid_s) * KP + kp[None, :]
+    tl.store(out, best, mask=row_ok[:, None])
+
+
+def decode_keys(keys: torch.Tensor):
+    """Packed int64 keys -> (scores float32, ids int64); padding and -inf scores -> (-inf, -1)."""
+    ordered = (keys >> 32).to(torch.int32)
+    bits = torch.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF)
+    scores = bits.view(torch.float32).clone()
+    ids = ID_MASK - (keys & ID_MASK)
+    pad = (keys == MIN_KEY) | (scores == float("-inf"))
+    return scores.masked_fill(pad, float("-inf")), ids.masked_fill(pad, -1)
+
+
+def fused_supported(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> bool:
+    """Whether :func:`topk_ip` runs the fused kernel (else the caller takes a chunked fallback)."""
+    return (triton.next_power_of_2(k) <= KP_MAX and queries.dtype != torch.float64
+            and corpus.dtype != torch.float64 and corpus.shape[0] < ID_MASK)
+
+
+def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k_block=0):
+    """Launch ``_topk_kernel`` and merge the splits: -> (scores (Q, k) float32, ids (Q, k) int64).
+
+    Inputs validated and contiguous (``hybrid_fast.ops.topk.topk_inputs``); ``exclude`` None or
+    (Q, E) int64 with -1 = none; requires :func:`fused_supported`. ``tile_q``/``tile_n``: BLOCK_Q
+    and BLOCK_N (powers of two >= 16, rounded up; BLOCK_N >= KP); ``splits``: corpus ranges
+    (0 = enough to fill ~2 waves of 132 SMs)."""
+    Q, D = queries.shape
+    N = corpus.shape[0]
+    kp = max(triton.next_power_of_2(k), 1)
+    bq = _pow2_block(tile_q, 64 if kp <= 64 else 16, Q, hi=128)
+    bn = max(_pow2_block(tile_n, 128, N, hi=1024), kp)
+    bk = _pow2_block(k_block, 64, D, hi=128)
+    n_tiles = triton.cdiv(N, bn)
+    if splits <= 0:
+        splits = max(1, min(n_tiles, triton.cdiv(264, triton.cdiv(Q, bq))))
+    splits = min(splits, n_tiles)
+    n_per_split = triton.cdiv(n_tiles, splits) * bn
+    splits = triton.cdiv(N, n_per_split)
+    out = torch.empty((Q, splits, kp), dtype=torch.int64, device=queries.device)
+    mixed = queries.dtype != corpus.dtype
+    upcast = INTERPRET or mixed or queries.dtype == torch.float32
+    prec = "ieee" if (upcast or queries.dtype == torch.float32) else "tf32"
+    has_ex = exclude is not None and exclude.numel() > 0
+    ex = exclude if has_ex else out
+    _launch(_topk_kernel, (triton.cdiv(Q, bq), splits), queries, corpus, ex, out, Q, N, D,
+            exclude.shape[1] if has_ex else 0, n_per_split, queries.stride(0), corpus.stride(0),
+            ex.stride(0) if has_ex else 0,
+            HAS_EXCLUDE=has_ex, UPCAST=upcast, PRECISION=prec, BLOCK_Q=bq, BLOCK_N=bn, BLOCK_K=bk, KP=kp,
+            **({} if INTERPRET else dict(num_warps=8 if bq * bn >= 64 * 128 else 4, num_stages=3)))
+    keys = out.view(Q, splits * kp)
+    keys = torch.topk(keys, k, dim=1, sorted=True).values
+    return decode_keys(keys)
+
+
+KERNELS = {"topk_ip": _topk_kernel}
