@@ -4,3 +4,4 @@ from .registry import backends
 from .topk import topk_search
 
 __all__ = ["infonce_loss", "backends", "topk_search"]
+from . import triton_backend  # noqa: F401

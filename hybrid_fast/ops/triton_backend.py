@@ -1,0 +1,197 @@
+"""Backend "triton" of ``infonce_loss`` and ``topk_search``: torch ops around the kernels of
+``hybrid_fast.triton`` (kernels/triton), with fake and autograd registrations.
+
+Ops (namespace ``hybrid_fast_triton``, same schemas and contracts as ``hybrid_fast::infonce_fwd``,
+``infonce_bwd``, ``infonce_fused`` and ``topk_ip`` in csrc/ops_def.cpp):
+
+* on a GPU they are ``torch.library.triton_op`` s (torch.compile sees the Triton kernels);
+* under ``TRITON_INTERPRET=1`` (CPU tensors) they are ``torch.library.custom_op`` s with
+  ``register_fake``: triton_op runs eagerly there but opcheck/torch.compile fail on it.
+
+Importing this module only registers the backend entries in :mod:`.registry` (no triton
+import); the ops are defined on the first call. Devices: "cuda", and "cpu" only when
+``TRITON_INTERPRET=1`` (``registry.triton_available``).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from . import registry
+from .validation import compute_dtype
+
+NAMESPACE = "hybrid_fast_triton"
+_STATE: dict = {}
+
+
+def kernels():
+    """The ``hybrid_fast.triton`` package (imports triton). Wheels and working editable installs
+    ship it; a source checkout whose editable install predates kernels/triton loads it by path."""
+    try:
+        return importlib.import_module("hybrid_fast.triton")
+    except ImportError:
+        pass
+    src = Path(__file__).resolve().parents[2] / "kernels" / "triton" / "__init__.py"
+    if not src.exists():
+        raise ImportError("hybrid_fast.triton is not installed and kernels/triton was not found; "
+                          "reinstall with: pip install --no-build-isolation -e .")
+    spec = importlib.util.spec_from_file_location("hybrid_fast.triton", src,
+                                                  submodule_search_locations=[str(src.parent)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["hybrid_fast.triton"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _define_ops():
+    """Define the torch ops once (first call), in the mode this process supports."""
+    if "ops" in _STATE:
+        return _STATE["ops"]
+    kernels()
+    from hybrid_fast.triton import infonce as K
+    from hybrid_fast.triton import topk as T
+
+    interpret = os.environ.get("TRITON_INTERPRET") == "1"
+    op_kind = torch.library.custom_op if interpret else torch.library.triton_op
+
+    @op_kind(NAMESPACE + "::infonce_fwd", mutates_args=())
+    def infonce_fwd(q: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
+                    q_groups: torch.Tensor | None, p_groups: torch.Tensor | None, row_block: int,
+                    col_block: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return K.infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block, col_block)
+
+    @op_kind(NAMESPACE + "::infonce_bwd", mutates_args=())
+    def infonce_bwd(grad_rows: torch.Tensor, grad_lse: torch.Tensor | None, q: torch.Tensor, p: torch.Tensor,
+                    labels: torch.Tensor, scale: torch.Tensor, q_groups: torch.Tensor | None,
+                    p_groups: torch.Tensor | None, lse: torch.Tensor, row_block: int,
+                    col_block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return K.infonce_bwd(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block, col_block)
+
+    @op_kind(NAMESPACE + "::infonce_fused", mutates_args=())
+    def infonce_fused(q: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
+                      q_groups: torch.Tensor | None, p_groups: torch.Tensor | None, row_weights: torch.Tensor,
+                      row_block: int, col_block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                torch.Tensor, torch.Tensor]:
+        return K.infonce_fused(q, p, labels, scale, q_groups, p_groups, row_weights, row_block, col_block)
+
+    @op_kind(NAMESPACE + "::topk_ip", mutates_args=())
+    def topk_ip(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude: torch.Tensor | None, tile_q: int,
+                tile_n: int, splits: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return T.topk_ip(queries, corpus, k, exclude, tile_q, tile_n, splits)
+
+    # ---- fake (meta) kernels
+    @infonce_fwd.register_fake
+    def _(q, p, labels, scale, q_groups, p_groups, row_block, col_block):
+        B = q.shape[0]
+        return q.new_empty((B,), dtype=compute_dtype(q.dtype)), q.new_empty((B,), dtype=torch.float64)
+
+    @infonce_bwd.register_fake
+    def _(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block, col_block):
+        return torch.empty_like(q), torch.empty_like(p), q.new_empty((), dtype=compute_dtype(q.dtype))
+
+    @infonce_fused.register_fake
+    def _(q, p, labels, scale, q_groups, p_groups, row_weights, row_block, col_block):
+        ct = compute_dtype(q.dtype)
+        return (q.new_empty((), dtype=ct), q.new_empty((q.shape[0],), dtype=torch.float64), torch.empty_like(q),
+                torch.empty_like(p), q.new_empty((), dtype=ct))
+
+    @topk_ip.register_fake
+    def _(queries, corpus, k, exclude, tile_q, tile_n, splits):
+        Q = queries.shape[0]
+        return queries.new_empty((Q, k), dtype=torch.float32), queries.new_empty((Q, k), dtype=torch.int64)
+
+    # ---- autograd: the formulas of hybrid_fast/ops/infonce.py, on these ops
+    def _scale_grad(dscale, scale):
+        return dscale.to(scale.dtype).reshape(scale.shape)
+
+    def fwd_setup(ctx, inputs, output):
+        q, p, labels, scale, q_groups, p_groups, row_block, col_block = inputs
+        ctx.save_for_backward(q, p, labels, scale, q_groups, p_groups, output[1])
+        ctx.blocks = (row_block, col_block)
+
+    def fwd_backward(ctx, grad_rows, grad_lse):
+        q, p, labels, scale, q_groups, p_groups, lse = ctx.saved_tensors
+        if grad_rows is None:
+            grad_rows = torch.zeros_like(lse, dtype=compute_dtype(q.dtype))
+        dq, dp, dscale = infonce_bwd(grad_rows.contiguous(), None if grad_lse is None else grad_lse.contiguous(),
+                                     q, p, labels, scale, q_groups, p_groups, lse, *ctx.blocks)
+        return dq, dp, None, _scale_grad(dscale, scale), None, None, None, None
+
+    infonce_fwd.register_autograd(fwd_backward, setup_context=fwd_setup)
+
+    def fused_setup(ctx, inputs, output):
+        ctx.save_for_backward(output[2], output[3], output[4], inputs[3])
+        ctx.mark_non_differentiable(output[1], output[2], output[3], output[4])
+
+    def fused_backward(ctx, grad_loss, *unused):
+        dq, dp, dscale, scale = ctx.saved_tensors
+        g = grad_loss.to(dq.dtype)
+        return dq * g, dp * g, None, _scale_grad(dscale * grad_loss.to(dscale.dtype), scale), None, None, None, None, None
+
+    infonce_fused.register_autograd(fused_backward, setup_context=fused_setup)
+
+    _STATE["ops"] = ops = dict(infonce_fwd=infonce_fwd, infonce_bwd=infonce_bwd, infonce_fused=infonce_fused,
+                               topk_ip=topk_ip, topk_supported=T.fused_supported)
+    return ops
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def infonce_one_direction(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
+    """Registry impl (signature of ``infonce_one_direction_compiled``): mean/sum with gradients ->
+    ``infonce_fused`` (4 passes for d <= 256), otherwise ``infonce_fwd`` (1 pass; its backward
+    ``infonce_bwd`` adds 4)."""
+    ops = _define_ops()
+    scale = scale.to(q.device)
+    if reduction != "none" and _needs_grad(q, p, scale):
+        B = q.shape[0]
+        w = torch.full((B,), 1.0 / B if reduction == "mean" else 1.0, dtype=compute_dtype(q.dtype), device=q.device)
+        return ops["infonce_fused"](q, p, labels, scale, q_groups, p_groups, w, row_block, col_block)[0]
+    rows, _ = ops["infonce_fwd"](q, p, labels, scale, q_groups, p_groups, row_block, col_block)
+    if reduction == "mean":
+        return rows.mean()
+    return rows.sum() if reduction == "sum" else rows
+
+
+def _topk_chunked(q, c, k, exclude, chunk_elems: int = 1 << 26):
+    """Multi-pass fallback (k > 256, float64, N >= 2^32 - 1): score corpus chunks of
+    max(k, chunk_elems / Q) rows (Q x chunk scores in memory, never Q x N) and keep the best k."""
+    from ..reference.topk import topk_scores
+    from .topk import _sort_rows
+
+    Q, N = q.shape[0], c.shape[0]
+    chunk = max(k, chunk_elems // max(1, Q))
+    best_s = best_i = None
+    for n0 in range(0, N, chunk):
+        cc = c[n0:n0 + chunk]
+        ex = None
+        if exclude is not None:
+            inside = (exclude >= n0) & (exclude < n0 + cc.shape[0])
+            ex = torch.where(inside, exclude - n0, torch.full_like(exclude, -1))
+        s, i = topk_scores(q, cc, min(k, cc.shape[0]), ex)
+        i = torch.where(i >= 0, i + n0, i)
+        if best_s is not None:
+            s, i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
+        best_s, best_i = s, i
+    if best_s.shape[1] < k:  # only when N < k, which validation excludes; keep the shape contract
+        raise ValueError(f"k must be <= N = {N}, got k = {k}")
+    return best_s, best_i
+
+
+def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
+    """Registry impl (signature of ``hybrid_fast.ops.topk._cpu_impl``)."""
+    ops = _define_ops()
+    if ops["topk_supported"](q, c, k):
+        return ops["topk_ip"](q, c, k, exclude, tile_q, tile_n, splits)
+    return _topk_chunked(q, c, k, exclude)
+
+
+registry.op("infonce_loss").register("triton", ("cpu", "cuda"), registry.triton_available, infonce_one_direction)
+registry.op("topk_search").register("triton", ("cpu", "cuda"), registry.triton_available, topk_ip)
