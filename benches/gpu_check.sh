@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-shot check on a lent GPU machine (no network): build, GPU tests, AOT + interpreter tests,
+# GPU benchmarks, a short table. Usage: bash benches/gpu_check.sh [--quick]
+# Writes benches/results/gpu_<device>.jsonl and prints the markdown table to paste into
+# benches/RESULTS_gpu.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+QUICK="${1:-}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__)"
+
+# memeff (Triton contrastive losses, PyPI) baseline: install a carried wheel if present.
+if ls benches/wheels/memeff-*.whl >/dev/null 2>&1; then
+  pip install --no-index --no-deps benches/wheels/memeff-*.whl || echo "memeff wheel did not install"
+fi
+
+# Build: no isolation (no network; build against the torch that runs); CUDA module if nvcc is there.
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
+HF_CUDA=AUTO pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 3
+python -c "import hybrid_fast as hf, json; print(json.dumps(hf.backends(), indent=1, default=str))"
+
+# Tests: the GPU suite, then the AOT check (no interpreter), then the interpreter suite in its
+# own process (it must import triton with TRITON_INTERPRET=1).
+python -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
+python -m pytest tests/test_triton_aot.py -q -p no:cacheprovider
+python -m pytest tests/test_triton_interpreter.py -q -p no:cacheprovider
+
+# Benchmarks
+mkdir -p benches/results
+DEV=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))")
+python -m hybrid_fast.benchmarks.gpu ${QUICK} --out "benches/results/gpu_${DEV}.jsonl"
