@@ -15,10 +15,7 @@ import); the ops are defined on the first call. Devices: "cuda", and "cpu" only 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import torch
 
@@ -31,21 +28,22 @@ _STATE: dict = {}
 
 def kernels():
     """The ``hybrid_fast.triton`` package (imports triton). Wheels and working editable installs
-    ship it; a source checkout whose editable install predates kernels/triton loads it by path."""
+    ship it; in a source checkout whose editable install predates kernels/triton, the checkout's
+    kernels/ folder is appended to ``hybrid_fast.__path__`` (first use only) so that
+    ``hybrid_fast.triton`` resolves to kernels/triton."""
     try:
         return importlib.import_module("hybrid_fast.triton")
     except ImportError:
         pass
-    src = Path(__file__).resolve().parents[2] / "kernels" / "triton" / "__init__.py"
-    if not src.exists():
+    import hybrid_fast
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "kernels")
+    if not os.path.exists(os.path.join(root, "triton", "__init__.py")):
         raise ImportError("hybrid_fast.triton is not installed and kernels/triton was not found; "
                           "reinstall with: pip install --no-build-isolation -e .")
-    spec = importlib.util.spec_from_file_location("hybrid_fast.triton", src,
-                                                  submodule_search_locations=[str(src.parent)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hybrid_fast.triton"] = module
-    spec.loader.exec_module(module)
-    return module
+    if root not in hybrid_fast.__path__:
+        hybrid_fast.__path__.append(root)
+    return importlib.import_module("hybrid_fast.triton")
 
 
 def _define_ops():
