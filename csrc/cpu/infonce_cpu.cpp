@@ -37,7 +37,10 @@ constexpr int64_t kDefaultColBlock = 16384;
 at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 struct Problem {
-  at::Tensor q, p;       // compute dtype, contiguous
+  // p in the compute dtype (upcast once for bf16/fp16: O(N d)); q as given, upcast one row block
+  // at a time, so low-precision inputs cost O(N d + row_block d) extra, not O((B + N) d).
+  at::Tensor q, p;
+  at::ScalarType compute;
   const int64_t* labels;
   const int64_t* q_groups;  // nullable
   const int64_t* p_groups;  // nullable
@@ -65,7 +68,8 @@ Problem make_problem(const at::Tensor& q, const at::Tensor& p, const at::Tensor&
   }
   const auto ct = compute_type(q.scalar_type());
   Problem pr;
-  pr.q = q.to(ct).contiguous();
+  pr.q = q;
+  pr.compute = ct;
   pr.p = p.to(ct).contiguous();
   pr.labels = labels.data_ptr<int64_t>();
   pr.q_groups = q_groups ? q_groups->data_ptr<int64_t>() : nullptr;
@@ -103,7 +107,8 @@ struct Outputs {
   T* pos_raw;   // (B,) <q_i, p_label_i>, out
   const T* a;   // (B,) softmax coefficient per row (grad only)
   const T* b;   // (B,) one-hot coefficient per row (grad only)
-  at::Tensor dq, dp;  // compute dtype accumulators, uninitialised (grad only)
+  at::Tensor dq;  // (B, d) in the input dtype, uninitialised (grad only)
+  at::Tensor dp;  // (N, d) compute dtype accumulator, uninitialised (grad only)
   double dscale = 0;
 };
 
@@ -116,7 +121,12 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
 
   const int64_t B = pr.B, N = pr.N, Bt = std::min(pr.row_block, B), Nt = std::min(pr.col_block, N);
   const bool one_tile = Nt >= N;
-  at::Tensor tile_buf = at::empty({Bt * Nt}, pr.q.options());
+  const auto copts = pr.p.options();
+  const bool q_upcast = pr.q.scalar_type() != pr.compute;
+  at::Tensor tile_buf = at::empty({Bt * Nt}, copts);
+  // dq of one row block is complete once its column tiles are done: accumulate it in the compute
+  // dtype here and store it into the (input dtype) output per block.
+  at::Tensor dq_block = (req.grad && q_upcast) ? at::empty({Bt, pr.d}, copts) : at::Tensor();
   T* tile_ptr = tile_buf.data_ptr<T>();
   std::vector<T> m(Bt), l(Bt);
   std::vector<double> dsum(Bt);
@@ -125,7 +135,9 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
 
   for (int64_t r0 = 0; r0 < B; r0 += Bt) {
     const int64_t rb = std::min(Bt, B - r0);
-    const at::Tensor qb = pr.q.narrow(0, r0, rb);
+    const at::Tensor qb = q_upcast ? pr.q.narrow(0, r0, rb).to(pr.compute) : pr.q.narrow(0, r0, rb);
+    at::Tensor dq_rows = req.grad ? (q_upcast ? dq_block.narrow(0, 0, rb) : out.dq.narrow(0, r0, rb))
+                                        : at::Tensor();
     std::fill(dsum.begin(), dsum.end(), 0.0);
 
     // Scores of rows [r0, r0+rb) x columns [c0, c0+nc), masked; captures raw positive scores.
@@ -153,7 +165,7 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     // The first product into an output block overwrites it (outputs start uninitialised: no
     // zero-fill pass over (B+N) x d), later ones accumulate.
     auto apply_grad_tile = [&](const at::Tensor& G, int64_t c0, int64_t nc) {
-      at::Tensor dq_rows = out.dq.narrow(0, r0, rb), dp_rows = out.dp.narrow(0, c0, nc);
+      at::Tensor dp_rows = out.dp.narrow(0, c0, nc);
       if (c0 == 0) at::mm_out(dq_rows, G, pr.p.narrow(0, c0, nc));
       else dq_rows.addmm_(G, pr.p.narrow(0, c0, nc));
       if (r0 == 0) at::mm_out(dp_rows, G.t(), qb);
@@ -192,6 +204,7 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
       }
     }
     if (req.grad) {
+      if (q_upcast) out.dq.narrow(0, r0, rb).copy_(dq_rows);
       for (int64_t r = 0; r < rb; ++r) {
         const int64_t i = r0 + r;
         out.dscale += dsum[r] - double(out.b[i]) * double(out.pos_raw[i]);
@@ -214,20 +227,20 @@ std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  at::Tensor lse = at::empty({pr.B}, pr.q.options().dtype(at::kDouble));
-  at::Tensor pos = at::empty({pr.B}, pr.q.options());
-  dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
+  at::Tensor lse = at::empty({pr.B}, pr.p.options().dtype(at::kDouble));
+  at::Tensor pos = at::empty({pr.B}, pr.p.options());
+  dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);
     Outputs<T> out{lse.data_ptr<double>(), pos.data_ptr<T>(), nullptr, nullptr, {}, {}};
     run_infonce<T>(pr, T(s), Request{true, false}, out);
   });
-  return {(lse - pos.to(at::kDouble) * s).to(pr.q.scalar_type()), lse};
+  return {(lse - pos.to(at::kDouble) * s).to(pr.compute), lse};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_outputs(const Problem& pr, const at::Tensor& q,
                                                             const at::Tensor& p, double dscale,
                                                             const at::Tensor& dq, const at::Tensor& dp) {
-  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()), at::scalar_tensor(dscale, pr.q.options())};
+  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()), at::scalar_tensor(dscale, pr.p.options())};
 }
 
 // infonce_bwd -> (dq, dp, dscale) for upstream gradients of loss_rows (and optionally lse).
@@ -238,16 +251,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_bwd_cpu(
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  const auto opts = pr.q.options();
+  const auto opts = pr.p.options();
   HF_CHECK_VALUE(grad_loss_rows.numel() == pr.B && lse.numel() == pr.B, "grad_loss_rows and lse must have B = ", pr.B,
                  " elements");
   at::Tensor b = grad_loss_rows.to(opts).contiguous();
   at::Tensor a = grad_lse ? (b + grad_lse->to(opts)).contiguous() : b;
   at::Tensor lse_c = lse.to(at::kDouble).contiguous();
   at::Tensor pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::empty({pr.B, pr.d}, opts), dp = at::empty({pr.N, pr.d}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = at::empty({pr.N, pr.d}, opts);
   double dscale = 0;
-  dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
+  dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);
     Outputs<T> out{lse_c.data_ptr<double>(), pos.data_ptr<T>(), a.data_ptr<T>(), b.data_ptr<T>(), dq, dp};
     run_infonce<T>(pr, T(s), Request{false, true}, out);
@@ -265,20 +278,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> infonce_f
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  const auto opts = pr.q.options();
+  const auto opts = pr.p.options();
   HF_CHECK_VALUE(row_weights.numel() == pr.B, "row_weights must have B = ", pr.B, " elements, got ",
                  row_weights.numel());
   at::Tensor w = row_weights.to(opts).contiguous();
   at::Tensor lse = at::empty({pr.B}, opts.dtype(at::kDouble)), pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::empty({pr.B, pr.d}, opts), dp = at::empty({pr.N, pr.d}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = at::empty({pr.N, pr.d}, opts);
   double dscale = 0;
-  dispatch_compute_type(pr.q.scalar_type(), [&](auto zero) {
+  dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);
     Outputs<T> out{lse.data_ptr<double>(), pos.data_ptr<T>(), w.data_ptr<T>(), w.data_ptr<T>(), dq, dp};
     run_infonce<T>(pr, T(s), Request{true, true}, out);
     dscale = out.dscale;
   });
-  at::Tensor loss = ((lse - pos.to(at::kDouble) * s) * w.to(at::kDouble)).sum().to(pr.q.scalar_type());
+  at::Tensor loss = ((lse - pos.to(at::kDouble) * s) * w.to(at::kDouble)).sum().to(pr.compute);
   auto [gq, gp, gs] = grad_outputs(pr, q, p, dscale, dq, dp);
   return {loss, lse, gq, gp, gs};
 }

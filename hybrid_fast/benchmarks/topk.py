@@ -8,8 +8,9 @@ dtype, sizes, median seconds, GFLOP/s, GB/s, peak RSS) to ``--out``. Rates: 2 Q 
 bytes = corpus bytes (N d itemsize), read once per search in the memory-bound regime. The
 memory-bandwidth bound of a search is corpus bytes / copy bandwidth, with copy bandwidth
 measured as (bytes read + bytes written) / time of ``corpus.clone()`` on the same machine.
-Peak RSS is the process high-water mark after each provider (providers that never build Q x N
-run first; torch mm + topk, which does, runs last).
+Providers are timed in interleaved rounds (A B C A B C ...). Memory: the peak RSS above the
+current RSS during one more call of each provider alone (kernel high-water mark reset before it),
+next to the size of one Q x N fp32 score matrix.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ import json
 
 import torch
 
-from .common import environment, format_table, matmul_ceiling, median_seconds, peak_rss_bytes, write_rows
+import statistics
+
+from .common import (current_rss_bytes, environment, format_table, interleaved_medians, matmul_ceiling, median_seconds,
+                     peak_rss_bytes, reset_peak_rss, write_rows)
 
 
 def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
@@ -63,8 +67,17 @@ def run(Qs, N, d, ks, repeats):
     for Q in Qs:
         q = torch.nn.functional.normalize(torch.randn(Q, d), dim=1)
         for k in ks:
-            for name, fn in providers(q, corpus, corpus_bf16, k).items():
-                sec, times = median_seconds(fn, repeats=repeats)
+            fns = providers(q, corpus, corpus_bf16, k)
+            # Interleaved rounds: a shared, noisy machine slows every provider alike.
+            all_times = interleaved_medians(fns, repeats=repeats)
+            for name, fn in fns.items():
+                times = all_times[name]
+                sec = statistics.median(times)
+                # Memory above what is allocated now, during one call of this provider alone.
+                base = current_rss_bytes()
+                reset_peak_rss()
+                fn()
+                extra_mib = max(0, peak_rss_bytes() - base) / 2**20
                 itemsize = 2 if "bf16" in name else 4
                 nbytes = N * d * itemsize
                 rows.append({**env, "op": "topk_search", "provider": name, "Q": Q, "N": N, "d": d, "k": k,
@@ -72,7 +85,7 @@ def run(Qs, N, d, ks, repeats):
                              "times_s": times, "gflops": 2 * Q * N * d / sec / 1e9, "gbps": nbytes / sec / 1e9,
                              "bw_bound_s": nbytes / bw, "pct_of_bw_bound": (nbytes / bw) / sec * 100,
                              "copy_bw_gbps": bw / 1e9, "mm_ceiling_gflops": ceiling / 1e9,
-                             "peak_rss_mib": peak_rss_bytes() / 2**20})
+                             "extra_peak_mib": extra_mib, "qxn_fp32_mib": Q * N * 4 / 2**20})
                 print(json.dumps({k_: rows[-1][k_] for k_ in ("provider", "Q", "k", "median_s", "gflops", "gbps")}))
             faiss_s = next((r["median_s"] for r in rows[::-1] if r["provider"] == "faiss IndexFlatIP"
                             and r["Q"] == Q and r["k"] == k), None)
@@ -97,7 +110,8 @@ def main(argv=None):
     write_rows(args.out, rows)
     print(format_table(rows, [("provider", "provider"), ("Q", "Q"), ("k", "k"), ("median_s", "median s"),
                               ("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("pct_of_bw_bound", "% of BW bound"),
-                              ("speedup_vs_faiss", "x FAISS"), ("peak_rss_mib", "peak RSS MiB")]))
+                              ("speedup_vs_faiss", "x FAISS"), ("extra_peak_mib", "extra peak MiB"),
+                              ("qxn_fp32_mib", "Q x N fp32 MiB")]))
 
 
 if __name__ == "__main__":
