@@ -94,21 +94,34 @@ def _needs_grad(*tensors) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def infonce_one_direction_compiled(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
-    """One direction on a compiled backend (the ops ``hybrid_fast::infonce_*``).
+def make_one_direction(namespace: str, prepare=None):
+    """The registry implementation of one InfoNCE direction on the ops ``<namespace>::infonce_*``
+    (``hybrid_fast`` for the C++ CPU kernels, ``hybrid_fast_triton`` for Triton): shared by every
+    compiled backend. ``prepare()`` (optional) defines the ops on first use.
 
     mean/sum with gradients -> ``infonce_fused`` (loss and gradients in one pass);
     otherwise ``infonce_fwd`` (its backward, ``infonce_bwd``, recomputes the scores tile by tile).
     """
-    ops = torch.ops.hybrid_fast
-    if reduction != "none" and _needs_grad(q, p, scale):
-        B = q.shape[0]
-        w = torch.full((B,), 1.0 / B if reduction == "mean" else 1.0, dtype=compute_dtype(q.dtype), device=q.device)
-        return ops.infonce_fused(q, p, labels, scale, q_groups, p_groups, w, row_block, col_block)[0]
-    rows, _ = ops.infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block, col_block)
-    if reduction == "mean":
-        return rows.mean()
-    return rows.sum() if reduction == "sum" else rows
+
+    def one_direction(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
+        if prepare is not None:
+            prepare()
+        ops = getattr(torch.ops, namespace)
+        scale = scale.to(q.device)
+        if reduction != "none" and _needs_grad(q, p, scale):
+            B = q.shape[0]
+            w = torch.full((B,), 1.0 / B if reduction == "mean" else 1.0, dtype=compute_dtype(q.dtype),
+                           device=q.device)
+            return ops.infonce_fused(q, p, labels, scale, q_groups, p_groups, w, row_block, col_block)[0]
+        rows, _ = ops.infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block, col_block)
+        if reduction == "mean":
+            return rows.mean()
+        return rows.sum() if reduction == "sum" else rows
+
+    return one_direction
+
+
+infonce_one_direction_compiled = make_one_direction("hybrid_fast")
 
 
 _OP.register("reference", ("cpu", "cuda"), lambda d: True, None)
@@ -116,9 +129,12 @@ _OP.register("cpu", ("cpu",), registry.cpu_module_available, infonce_one_directi
 
 
 # ------------------------------------------------------- fake (meta) and autograd formulas
-# Registered for the op schemas of csrc/ops_def.cpp; shared by every backend.
-def _register_abstract_and_autograd() -> None:
-    lib = "hybrid_fast::"
+# One copy for every backend: registered on the C++ ops (schemas in csrc/ops_def.cpp) and on the
+# Triton ops (hybrid_fast/ops/triton_backend.py), which share the schemas.
+def register_infonce_formulas(namespace: str) -> None:
+    """Register fake kernels and autograd formulas for ``<namespace>::infonce_{fwd,bwd,fused}``."""
+    lib = namespace + "::"
+    ops = lambda: getattr(torch.ops, namespace)  # noqa: E731  (resolved at backward time)
 
     @torch.library.register_fake(lib + "infonce_fwd")
     def _fwd_fake(q, p, labels, scale, q_groups, p_groups, row_block=0, col_block=0):
@@ -145,7 +161,9 @@ def _register_abstract_and_autograd() -> None:
 
     def _fwd_backward(ctx, grad_rows, grad_lse):
         q, p, labels, scale, q_groups, p_groups, lse = ctx.saved_tensors
-        dq, dp, dscale = torch.ops.hybrid_fast.infonce_bwd(
+        if grad_rows is None:  # only lse was used downstream
+            grad_rows = torch.zeros_like(lse, dtype=compute_dtype(q.dtype))
+        dq, dp, dscale = ops().infonce_bwd(
             grad_rows.contiguous(), None if grad_lse is None else grad_lse.contiguous(), q, p, labels, scale,
             q_groups, p_groups, lse, *ctx.blocks)
         return dq, dp, None, _scale_grad(dscale, scale), None, None, None, None
@@ -177,4 +195,4 @@ def _register_abstract_and_autograd() -> None:
 
 
 if _ext.cpu.available:  # the schemas come with the compiled module
-    _register_abstract_and_autograd()
+    register_infonce_formulas("hybrid_fast")

@@ -20,6 +20,7 @@ import os
 import torch
 
 from . import registry
+from .infonce import make_one_direction, register_infonce_formulas
 from .validation import compute_dtype
 
 NAMESPACE = "hybrid_fast_triton"
@@ -82,80 +83,22 @@ def _define_ops():
                 tile_n: int, splits: int) -> tuple[torch.Tensor, torch.Tensor]:
         return T.topk_ip(queries, corpus, k, exclude, tile_q, tile_n, splits)
 
-    # ---- fake (meta) kernels
-    @infonce_fwd.register_fake
-    def _(q, p, labels, scale, q_groups, p_groups, row_block, col_block):
-        B = q.shape[0]
-        return q.new_empty((B,), dtype=compute_dtype(q.dtype)), q.new_empty((B,), dtype=torch.float64)
-
-    @infonce_bwd.register_fake
-    def _(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block, col_block):
-        return torch.empty_like(q), torch.empty_like(p), q.new_empty((), dtype=compute_dtype(q.dtype))
-
-    @infonce_fused.register_fake
-    def _(q, p, labels, scale, q_groups, p_groups, row_weights, row_block, col_block):
-        ct = compute_dtype(q.dtype)
-        return (q.new_empty((), dtype=ct), q.new_empty((q.shape[0],), dtype=torch.float64), torch.empty_like(q),
-                torch.empty_like(p), q.new_empty((), dtype=ct))
+    # ---- fake kernels and autograd formulas: the same code as the C++ ops'
+    register_infonce_formulas(NAMESPACE)
 
     @topk_ip.register_fake
     def _(queries, corpus, k, exclude, tile_q, tile_n, splits):
         Q = queries.shape[0]
         return queries.new_empty((Q, k), dtype=torch.float32), queries.new_empty((Q, k), dtype=torch.int64)
 
-    # ---- autograd: the formulas of hybrid_fast/ops/infonce.py, on these ops
-    def _scale_grad(dscale, scale):
-        return dscale.to(scale.dtype).reshape(scale.shape)
-
-    def fwd_setup(ctx, inputs, output):
-        q, p, labels, scale, q_groups, p_groups, row_block, col_block = inputs
-        ctx.save_for_backward(q, p, labels, scale, q_groups, p_groups, output[1])
-        ctx.blocks = (row_block, col_block)
-
-    def fwd_backward(ctx, grad_rows, grad_lse):
-        q, p, labels, scale, q_groups, p_groups, lse = ctx.saved_tensors
-        if grad_rows is None:
-            grad_rows = torch.zeros_like(lse, dtype=compute_dtype(q.dtype))
-        dq, dp, dscale = infonce_bwd(grad_rows.contiguous(), None if grad_lse is None else grad_lse.contiguous(),
-                                     q, p, labels, scale, q_groups, p_groups, lse, *ctx.blocks)
-        return dq, dp, None, _scale_grad(dscale, scale), None, None, None, None
-
-    infonce_fwd.register_autograd(fwd_backward, setup_context=fwd_setup)
-
-    def fused_setup(ctx, inputs, output):
-        ctx.save_for_backward(output[2], output[3], output[4], inputs[3])
-        ctx.mark_non_differentiable(output[1], output[2], output[3], output[4])
-
-    def fused_backward(ctx, grad_loss, *unused):
-        dq, dp, dscale, scale = ctx.saved_tensors
-        g = grad_loss.to(dq.dtype)
-        return dq * g, dp * g, None, _scale_grad(dscale * grad_loss.to(dscale.dtype), scale), None, None, None, None, None
-
-    infonce_fused.register_autograd(fused_backward, setup_context=fused_setup)
-
     _STATE["ops"] = ops = dict(infonce_fwd=infonce_fwd, infonce_bwd=infonce_bwd, infonce_fused=infonce_fused,
                                topk_ip=topk_ip, topk_supported=T.fused_supported)
     return ops
 
 
-def _needs_grad(*tensors) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-
-
-def infonce_one_direction(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
-    """Registry impl (signature of ``infonce_one_direction_compiled``): mean/sum with gradients ->
-    ``infonce_fused`` (4 passes for d <= 256), otherwise ``infonce_fwd`` (1 pass; its backward
-    ``infonce_bwd`` adds 4)."""
-    ops = _define_ops()
-    scale = scale.to(q.device)
-    if reduction != "none" and _needs_grad(q, p, scale):
-        B = q.shape[0]
-        w = torch.full((B,), 1.0 / B if reduction == "mean" else 1.0, dtype=compute_dtype(q.dtype), device=q.device)
-        return ops["infonce_fused"](q, p, labels, scale, q_groups, p_groups, w, row_block, col_block)[0]
-    rows, _ = ops["infonce_fwd"](q, p, labels, scale, q_groups, p_groups, row_block, col_block)
-    if reduction == "mean":
-        return rows.mean()
-    return rows.sum() if reduction == "sum" else rows
+# Registry impl (signature of infonce_one_direction_compiled): mean/sum with gradients ->
+# infonce_fused (4 passes for d <= 256), otherwise infonce_fwd (1 pass; its backward adds 4).
+infonce_one_direction = make_one_direction(NAMESPACE, prepare=lambda: _define_ops())
 
 
 def _topk_chunked(q, c, k, exclude, chunk_elems: int = 1 << 26):
