@@ -47,6 +47,22 @@ def _config(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
 
 
+def _reporting_user_errors(command):
+    """Wrap a command so missing files and bad input print ``error: ...`` and return 2
+    (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
 def run_xquad_r(args: argparse.Namespace) -> int:
     """Evaluate on XQuAD-R (or another LAReQA folder); print tables, write JSON/PNG. Returns 0."""
     from ..data.lareqa import load_lareqa
@@ -97,7 +113,7 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
                        help="encode a candidate sentence alone or with its paragraph as second segment")
     xquad.add_argument("--dataset-name", default="xquad-r", help="name for resolution/titles (mlqa-r: pass --data)")
     xquad.add_argument("--heatmap", default=None, help="PNG path (default: --output with .png)")
-    xquad.set_defaults(func=run_xquad_r)
+    xquad.set_defaults(func=_reporting_user_errors(run_xquad_r))
 
     beir = targets.add_parser("beir", help="BEIR-format folder: nDCG@10, Recall@100, MRR@10, MAP")
     _add_encoder_arguments(beir)
@@ -106,7 +122,7 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")
-    beir.set_defaults(func=run_beir)
+    beir.set_defaults(func=_reporting_user_errors(run_beir))
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -122,11 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hybrid_fast.eval.cli", description=__doc__.splitlines()[0])
     add_eval_subcommands(parser)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return args.func(args)
 
 
 if __name__ == "__main__":
