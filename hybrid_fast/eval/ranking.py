@@ -107,24 +107,26 @@ def count_outranking_per_group(
 
 
 def search_topk(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, *, chunk_size: int = 1024
+    queries: torch.Tensor, corpus: torch.Tensor, k: int, *, backend: str = "auto", chunk_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact inner-product top-k: ``(scores [Q, k'], indices [Q, k'])``, ``k' = min(k, N)``.
 
-    Rows are sorted by descending score, ties by ascending corpus index. Uses
-    ``hybrid_fast.topk_search`` when the package provides it, else a chunked stable sort here
-    (memory O(chunk x N)). This is the only function to change to switch backends.
+    Rows are sorted by descending score, ties by ascending corpus index. ``backend="auto"``
+    uses ``hybrid_fast.topk_search`` when the package provides it, else ``"torch"``: a chunked
+    stable sort here (memory O(chunk x N)). This is the only function to change to switch backends.
 
     Raises:
-        ValueError: shape mismatch or ``k < 1``.
+        ValueError: shape mismatch, ``k < 1`` or an unknown ``backend`` (choices: auto, torch).
     """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend: expected 'auto' or 'torch', got {backend!r}")
     _check_embeddings(queries, corpus)
     if k < 1:
         raise ValueError(f"k: expected >= 1, got {k}")
     k = min(k, corpus.shape[0])
     import hybrid_fast
 
-    if hasattr(hybrid_fast, "topk_search"):
+    if backend == "auto" and hasattr(hybrid_fast, "topk_search"):
         return hybrid_fast.topk_search(queries, corpus, k, metric="ip")
     all_scores, all_indices = [], []
     for start in range(0, queries.shape[0], chunk_size):

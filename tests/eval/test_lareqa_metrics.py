@@ -138,9 +138,17 @@ def test_outranking_errors():
         count_outranking_per_group(torch.zeros(2, 3), torch.zeros(4, 3), torch.full((2, 1), 4), torch.zeros(4, dtype=torch.long))
 
 
-def test_search_topk_ties_by_ascending_index():
-    corpus = torch.tensor([[1.0], [2.0], [2.0], [0.0], [2.0]])
-    scores, indices = search_topk(torch.tensor([[1.0]]), corpus, 3, chunk_size=1)
-    assert indices.tolist() == [[1, 2, 4]] and scores.tolist() == [[2.0, 2.0, 2.0]]
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_search_topk_ties_by_ascending_index(backend):
+    corpus = torch.tensor([[1.0], [2.0], [2.0], [0.0], [2.0], [3.0]])
+    queries = torch.tensor([[1.0], [-1.0]])
+    scores, indices = search_topk(queries, corpus, 3, backend=backend, chunk_size=1)
+    assert indices.tolist() == [[5, 1, 2], [3, 0, 1]]
+    assert scores.tolist() == [[3.0, 2.0, 2.0], [0.0, -1.0, -2.0]]
     with pytest.raises(ValueError, match="k: expected"):
-        search_topk(torch.zeros(1, 1), corpus, 0)
+        search_topk(torch.zeros(1, 1), corpus, 0, backend=backend)
+
+
+def test_search_topk_unknown_backend():
+    with pytest.raises(ValueError, match="backend: expected 'auto' or 'torch'"):
+        search_topk(torch.zeros(1, 1), torch.zeros(2, 1), 1, backend="faiss")
