@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import TrainConfig, config_from_args
+from .config import TrainConfig
 from .trainer import Trainer, build_datasets, plot_metrics, seed_everything
 
 log = logging.getLogger(__name__)
@@ -203,11 +203,15 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
 
 def main_from_args(args: argparse.Namespace) -> int:
     """``hybrid-fast experiment``: preset (``--quick`` or full) < ``--config`` < flags."""
+    import dataclasses
+
+    from .config import load_config_file
+
     preset = QUICK if args.quick else FULL
-    given = config_from_args(args)  # flags/config over dataclass defaults
-    defaults = TrainConfig()
-    explicit = {k: v for k, v in given.to_dict().items() if v != getattr(defaults, k)}
-    base = TrainConfig(**{**defaults.to_dict(), **preset, **explicit, "progress": given.progress})
+    explicit = load_config_file(args.config) if args.config else {}
+    explicit.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                     if getattr(args, f.name, None) is not None})
+    base = TrainConfig(**{**preset, **explicit})
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     arms = tuple(args.arms) if args.arms else ARMS
     report_dir = args.report_dir or str(Path(args.output).parent)

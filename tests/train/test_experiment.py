@@ -33,3 +33,22 @@ def test_evaluate_model_and_summaries(tiny_model):
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
     table = markdown_tables({"arms": {"hybrid": summary}})
     assert "| hybrid |" in table and "± " in table
+
+
+def test_experiment_flags_override_the_preset(monkeypatch, tmp_path):
+    import hybrid_fast.train.experiment as experiment
+    from hybrid_fast.train.cli import build_parser
+
+    seen = {}
+
+    def fake_run(base, **kwargs):
+        seen.update(lr=base.lr, batch_size=base.batch_size, max_steps=base.max_steps, seeds=kwargs["seeds"])
+        return {"arms": {}, "timing_s": 0.0}
+
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    out = str(tmp_path / "r.json")
+    experiment.main_from_args(build_parser().parse_args(["experiment", "--quick", "--output", out]))
+    assert seen == dict(lr=experiment.QUICK["lr"], batch_size=16, max_steps=6, seeds=[0])
+    # A flag equal to the dataclass default still wins over the preset.
+    experiment.main_from_args(build_parser().parse_args(["experiment", "--lr", "3e-5", "--output", out]))
+    assert seen == dict(lr=3e-5, batch_size=32, max_steps=30, seeds=[0, 1, 2])
