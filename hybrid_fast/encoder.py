@@ -254,11 +254,18 @@ class Encoder:
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pool ``hidden [B, T, H]`` with ``attention_mask [B, T]`` -> ``[B, H]`` (then normalise)."""
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        if self.normalize:
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-        return pooled
+        return pool(hidden, attention_mask, self.pooling, self.normalize)
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mean", normalize: bool = True) -> torch.Tensor:
+    """Sentence embedding from token states: ``hidden [B, T, H]``, ``attention_mask [B, T]`` ->
+    ``[B, H]``. ``pooling`` = "mean" (over unmasked tokens) or "cls" (first token); L2-normalised
+    when ``normalize``. Shared by :class:`Encoder` and the training bi-encoder."""
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    if normalize:
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    return pooled

@@ -100,11 +100,11 @@ class BiEncoder(nn.Module):
                                    max_length=self.max_length[kind], return_tensors="pt"))
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        from .encoder import Encoder
+        from .encoder import pool
 
         hidden = self.model(**features).last_hidden_state
-        # Encoder.pool reads only .pooling and .normalize: the evaluation's pooling, not a copy.
-        return Encoder.pool(self, hidden.float(), features["attention_mask"])
+        # The evaluation Encoder's pooling function, so training and evaluation embed alike.
+        return pool(hidden.float(), features["attention_mask"], self.pooling, self.normalize)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], kind: str, batch_size: int = 64) -> torch.Tensor:

@@ -320,14 +320,9 @@ class IndexBatchSampler:
     def __len__(self) -> int:
         return len(self.sampler)
 
-    def next_batch(self) -> list[PairKey]:
-        """This rank's next batch, moving to the next epoch when the current one is exhausted
-        (an endless stream for step-based training; same batches as ``iter`` epoch by epoch)."""
-        if self.step >= len(self):
-            self.set_epoch(self.epoch + 1)
-        items = self.batch(self.epoch, self.step)
-        self.step += 1
-        return items
+    def next_batch(self) -> list[int]:
+        """The wrapped sampler's next batch (endless stream), as table rows."""
+        return [self.row(k) for k in self.sampler.next_batch()]
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)

@@ -191,6 +191,11 @@ def test_index_batch_sampler_rows_match_hf_table():
     rows = next(iter(idx))
     assert len(table) == ds.num_groups * 4 * 3
     assert [table[r]["anchor"] for r in rows] == [ds[k]["query"] for k in keys]
+    # The endless stream gives the same rows as a fresh sampler's stream.
+    fresh = make_sampler("hybrid", ds.num_groups, ds.languages, 4, seed=0)
+    streamed = IndexBatchSampler(make_sampler("hybrid", ds.num_groups, ds.languages, 4, seed=0))
+    for _ in range(2 * len(fresh) + 1):  # crosses epoch boundaries
+        assert streamed.next_batch() == [streamed.row(k) for k in fresh.next_batch()]
 
 
 def test_split_articles_is_disjoint_and_deterministic():
