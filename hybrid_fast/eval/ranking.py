@@ -111,9 +111,10 @@ def search_topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact inner-product top-k: ``(scores [Q, k'], indices [Q, k'])``, ``k' = min(k, N)``.
 
-    Rows are sorted by descending score, ties by ascending corpus index. ``backend="auto"``
-    uses ``hybrid_fast.topk_search`` when the package provides it, else ``"torch"``: a chunked
-    stable sort here (memory O(chunk x N)). This is the only function to change to switch backends.
+    Rows are sorted by descending score, ties by ascending corpus index. ``backend="auto"`` is
+    the fused ``hybrid_fast.topk_search``; ``"torch"`` the pure-PyTorch oracle
+    (``hybrid_fast.reference.topk_search``) over query chunks (memory O(chunk x N)). This is the
+    only function to change to switch backends.
 
     Raises:
         ValueError: shape mismatch, ``k < 1`` or an unknown ``backend`` (choices: auto, torch).
@@ -126,14 +127,8 @@ def search_topk(
     k = min(k, corpus.shape[0])
     import hybrid_fast
 
-    if backend == "auto" and hasattr(hybrid_fast, "topk_search"):
+    if backend == "auto":
         return hybrid_fast.topk_search(queries, corpus, k, metric="ip")
-    all_scores, all_indices = [], []
-    for start in range(0, queries.shape[0], chunk_size):
-        scores = queries[start : start + chunk_size] @ corpus.T
-        values, indices = torch.sort(scores, dim=1, descending=True, stable=True)
-        all_scores.append(values[:, :k])
-        all_indices.append(indices[:, :k])
-    if not all_scores:
-        return queries.new_zeros(0, k), torch.zeros(0, k, dtype=torch.int64)
-    return torch.cat(all_scores), torch.cat(all_indices)
+    parts = [hybrid_fast.reference.topk_search(queries[start : start + chunk_size], corpus, k)
+             for start in range(0, queries.shape[0], chunk_size)]
+    return torch.cat([s for s, _ in parts]), torch.cat([i for _, i in parts])

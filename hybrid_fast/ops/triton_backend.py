@@ -21,7 +21,6 @@ import torch
 
 from . import registry
 from .infonce import make_one_direction, register_infonce_formulas
-from .validation import compute_dtype
 
 NAMESPACE = "hybrid_fast_triton"
 _STATE: dict = {}

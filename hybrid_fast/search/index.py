@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..ops.topk import METRICS, _sort_rows, normalize_rows, topk_search
+from ..ops.validation import check_finite
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
@@ -105,8 +106,7 @@ class ExactIndex:
             raise ValueError(f"vectors must have shape (n, dim={self.dim}), got {tuple(v.shape)}")
         if not v.is_floating_point():
             raise TypeError(f"vectors must be floating point, got {v.dtype}")
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError("vectors contain NaN or Inf; expected finite values")
+        check_finite(v, "vectors")
         had = self.ntotal
         if ids is not None:
             if len(ids) != v.shape[0]:
