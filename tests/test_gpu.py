@@ -134,3 +134,106 @@ def test_topk_cuda_torch_compile(seed):
     a = fn(q, x)
     b = torch.compile(fn, fullgraph=True)(q, x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ----------------------------------------------------------------------------- backend "cuda"
+# hybrid_fast._C_cuda (kernels/cuda/topk_select.cu). Written without a GPU: compile-checked only
+# until this suite runs on one.
+def _cuda_module():
+    from hybrid_fast import _ext
+
+    if _ext.cuda is None or not _ext.cuda.available:
+        pytest.skip(f"hybrid_fast._C_cuda is not usable: {None if _ext.cuda is None else _ext.cuda.error}")
+    return torch.ops.hybrid_fast_cuda
+
+
+def _check_cuda_backend(q, x, k, ex=None, **kw):
+    from hybrid_fast.reference.topk import topk_scores
+
+    s, i = hf.topk_search(q, x, k, exclude=ex, backend="cuda", precision="fp32", **kw)
+    rs, ri = topk_scores(q.float(), x.float(), k, ex)
+    assert s.dtype == torch.float32 and i.dtype == torch.int64 and s.shape == i.shape == (q.shape[0], k)
+    assert torch.equal(i, ri), (i, ri)
+    assert torch.equal(s, rs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Q,N,d,k", [(1, 5000, 64, 10), (100, 20000, 128, 100), (37, 777, 48, 1),
+                                     (5, 3000, 32, 600), (3, 1000, 16, 1000), (2, 70000, 32, 5000),
+                                     (300, 4000, 64, 257)])
+def test_topk_cuda_backend_exact(dtype, Q, N, d, k, seed):
+    """Grid-valued inputs (exact dot products in every summation order): ids and scores equal the
+    reference's bit for bit. k = 1, k > 256, k > 4096 (host-sorted rows), k = N; one row range
+    per block (Q = 300) and several (Q <= 100: segments + merge)."""
+    _cuda_module()
+    q, x = _grid_inputs(Q, N, d, dtype)
+    _check_cuda_backend(q, x, k, torch.randint(-1, N, (Q, 3), device="cuda"))
+
+
+@pytest.mark.parametrize("tiles", [dict(tile_n=700), dict(tile_n=333, tile_q=7, splits=3), dict(splits=1)])
+def test_topk_cuda_backend_forced_tiles(tiles, seed):
+    """Several corpus chunks (running best merged by topk_merge_keys, last chunk shorter than k),
+    several query blocks, forced row ranges."""
+    _cuda_module()
+    q, x = _grid_inputs(20, 5000, 32, torch.bfloat16)
+    _check_cuda_backend(q, x, 400, torch.randint(-1, 5000, (20, 5), device="cuda"), **tiles)
+
+
+def test_topk_cuda_backend_ties_zero_and_nan(seed):
+    """Duplicate vectors and all-zero scores (including -0) tie on the id; NaN scores (inf * 0)
+    are never returned; exclude lists with duplicates and longer than the kernel's limit."""
+    _cuda_module()
+    q, x = _grid_inputs(8, 3000, 16, torch.float32)
+    x[1000:2000] = x[:1000]  # every vector twice
+    _check_cuda_backend(q, x, 50)
+    zq = torch.zeros(4, 16, device="cuda")
+    _check_cuda_backend(zq, -x.abs() - 1, 100)  # every score is 0 or -0: ids 0 .. 99
+    xn = x.clone()
+    xn[7, 0] = float("inf")
+    qn = q.clone()
+    qn[:, 0] = 0.0  # inf * 0 = NaN for corpus row 7
+    _check_cuda_backend(qn, xn, 3000)  # k = N: NaN and excluded rows become (-inf, -1) padding
+    ex = torch.randint(0, 3000, (8, 5000), device="cuda")  # > topk_max_exclude: masked in the tile
+    ex[:, 1] = ex[:, 0]
+    _check_cuda_backend(q, x, 300, ex)
+
+
+def test_topk_cuda_ops_direct(seed):
+    """The ops against torch.topk on unique keys: segments do not change the answer; padding
+    keys are returned only when fewer than k real keys exist."""
+    ops = _cuda_module()
+    s = torch.randn(6, 50000, device="cuda")
+    ref = ops.topk_from_scores(s, 300, 17)
+    for seg in (2, 7, 64):
+        assert torch.equal(ops.topk_from_scores(s, 300, 17, None, seg), ref)
+    keys = torch.randperm(60000, device="cuda")[:6 * 9000].view(6, 9000) * 1000003 - (1 << 35)
+    keys[:, :100] = torch.iinfo(torch.int64).min
+    for k in (1, 255, 4096, 5000, 8900, 9000):
+        want = torch.topk(keys, k, dim=1).values
+        assert torch.equal(ops.topk_merge_keys(keys, k), want)
+    with pytest.raises(RuntimeError, match="1 <= k <= L"):
+        ops.topk_merge_keys(keys, 9001)
+    with pytest.raises(RuntimeError, match="float32"):
+        ops.topk_from_scores(s.double(), 3)
+    with pytest.raises((RuntimeError, NotImplementedError)):  # no CPU kernel is registered
+        ops.topk_from_scores(s.cpu(), 3)
+
+
+def test_topk_cuda_opcheck(seed):
+    ops = _cuda_module()
+    s = torch.randn(5, 3000, device="cuda")
+    ex = torch.randint(-1, 3000, (5, 4), device="cuda")
+    torch.library.opcheck(ops.topk_from_scores.default, (s, 20, 5, ex, 3))
+    torch.library.opcheck(ops.topk_from_scores.default, (s, 3000, 0, None, 1))  # k = L
+    big = torch.randn(3, 6000, device="cuda")
+    torch.library.opcheck(ops.topk_from_scores.default, (big, 5000, 0, None, 2))  # k > 4096: host sort
+    torch.library.opcheck(ops.topk_merge_keys.default, (ops.topk_from_scores(s, 100), 40))
+
+
+def test_topk_cuda_backend_torch_compile(seed):
+    _cuda_module()
+    q, x = _grid_inputs(16, 4096, 64, torch.bfloat16)
+    fn = lambda q, x: hf.topk_search(q, x, 10, backend="cuda", precision="fp32")  # noqa: E731
+    a = fn(q, x)
+    b = torch.compile(fn, fullgraph=True)(q, x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -5,6 +5,8 @@
 #include <Python.h>
 #include <cuda_runtime_api.h>
 
+#include "topk_select.cuh"
+
 #ifndef HF_TORCH_VERSION
 #define HF_TORCH_VERSION "unknown"
 #endif
@@ -15,8 +17,10 @@
 namespace {
 
 PyObject* build_info(PyObject*, PyObject*) {
-  return Py_BuildValue("{s:s,s:i,s:s,s:(ss)}", "torch_version", HF_TORCH_VERSION, "cuda_runtime", CUDART_VERSION,
-                       "cuda_architectures", HF_CUDA_ARCHITECTURES, "ops", "topk_from_scores", "topk_merge_keys");
+  return Py_BuildValue("{s:s,s:i,s:s,s:(ss),s:L,s:L}", "torch_version", HF_TORCH_VERSION, "cuda_runtime",
+                       CUDART_VERSION, "cuda_architectures", HF_CUDA_ARCHITECTURES, "ops", "topk_from_scores",
+                       "topk_merge_keys", "topk_max_exclude", static_cast<long long>(hybrid_fast::cuda::kTopkMaxExclude),
+                       "topk_sort_max", static_cast<long long>(hybrid_fast::cuda::kTopkSortMax));
 }
 
 PyMethodDef methods[] = {

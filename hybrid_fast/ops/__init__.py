@@ -5,3 +5,4 @@ from .topk import topk_search
 
 __all__ = ["infonce_loss", "backends", "topk_search"]
 from . import triton_backend  # noqa: F401
+from . import cuda_backend  # noqa: F401
