@@ -74,6 +74,22 @@ def test_integer_inputs_match_oracle_exactly(seed, dtype, tiling, k):
 
 
 @CPU
+@pytest.mark.parametrize("corpus_dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("d", [1, 8, 13, 64, 77])
+@pytest.mark.parametrize("Q,tile_q", [(1, 0), (5, 0), (33, 0), (70, 0), (70, 9)])
+def test_both_score_kernels_match_oracle_exactly(seed, corpus_dtype, d, Q, tile_q):
+    """Query blocks of <= 32 rows score with the dot-product kernel (csrc/cpu/simd/score_tile.cpp),
+    larger ones with at::mm: Q = 70 untiled takes at::mm, tile_q = 9 the dot kernel; d covers the
+    8-lane tail; the odd row count (N = 203) the 4-row block tail; 16-bit corpora are widened."""
+    q, c = integer_data(Q, 203, d, torch.float32)
+    c = c.to(corpus_dtype)
+    s, i = hf.topk_search(q, c, 37, tile_q=tile_q)
+    rs, ri = hf.reference.topk_search(q, c.float(), 37)
+    assert torch.equal(i, ri)
+    assert torch.equal(s, rs)
+
+
+@CPU
 @pytest.mark.parametrize("tiling", TILINGS)
 @pytest.mark.parametrize("k", [1, 40, 300])
 def test_random_float32_is_a_valid_topk(seed, tiling, k):

@@ -26,12 +26,15 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
 #include "common/checks.h"
 #include "common/isa.h"
 #include "common/topk_handler.h"
+#include "cpu/simd/score_tile.h"
 #include "cpu/simd/topk_filter.h"
 
 namespace hybrid_fast::cpu {
@@ -42,6 +45,9 @@ constexpr int64_t kMinTileN = 256, kMaxTileN = 4096;
 constexpr int64_t kMaxTileQ = 512;
 constexpr int64_t kSplitCorpusBelowRowsPerThread = 64;
 constexpr int64_t kHandlerBytesPerTask = int64_t(64) << 20;
+// Query blocks of at most this many rows score with the dot-product kernel (score_tile.h),
+// which streams the corpus without packing it; larger blocks use at::mm (packed GEMM).
+constexpr int64_t kDotMaxQueries = 32;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -67,7 +73,8 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   }
   // Score tile of about kScoreTileElems (512 KiB fp32: half the L2 here), at least 256 columns
   // so at::mm calls stay large; few queries get long tiles (fewer calls, same bytes).
-  p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt, kMinTileN, kMaxTileN));
+  // Auto tiles are multiples of 64 columns: MKL runs ~10% slower on ragged widths (e.g. 262).
+  p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt / 64 * 64, kMinTileN, kMaxTileN));
   const int64_t nqb = ceil_div(Q, p.Qt);
   if (splits > 0) {
     p.S = splits;
@@ -78,6 +85,37 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   return p;
 }
 
+int64_t dot_max_queries() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("HF_TOPK_DOT_MAX_QUERIES");  // tuning only
+    return e ? std::atoll(e) : kDotMaxQueries;
+  }();
+  return v;
+}
+
+// Scores of queries q[0:qb] (fp32, row stride d) against corpus rows [c0, c0 + nc) into
+// out (qb x nc, row-major), by the dot-product kernel of the corpus dtype.
+void score_tile_dot(const float* q, int64_t qb, const at::Tensor& corpus, int64_t c0, int64_t nc, float* out,
+                    float* scratch) {
+  const int64_t d = corpus.size(1);
+  const Isa isa = cpu_isa();
+  switch (corpus.scalar_type()) {
+    case at::kFloat:
+      HF_ISA_DISPATCH(isa, dot_scores<float>)(q, qb, corpus.data_ptr<float>() + c0 * d, nc, d, out, nc, scratch);
+      break;
+    case at::kBFloat16:
+      HF_ISA_DISPATCH(isa, dot_scores<c10::BFloat16>)(q, qb, corpus.data_ptr<c10::BFloat16>() + c0 * d, nc, d, out,
+                                                      nc, scratch);
+      break;
+    case at::kHalf:
+      HF_ISA_DISPATCH(isa, dot_scores<c10::Half>)(q, qb, corpus.data_ptr<c10::Half>() + c0 * d, nc, d, out, nc,
+                                                  scratch);
+      break;
+    default:
+      TORCH_CHECK(false, "hybrid_fast: no dot-product score kernel for corpus dtype ", corpus.scalar_type());
+  }
+}
+
 // T: compute dtype (float or double). corpus may be T, bf16 or fp16 (converted tile by tile).
 template <typename T>
 void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const int64_t* excl, int64_t E,
@@ -86,7 +124,10 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   const int64_t Q = q.size(0), N = corpus.size(0), d = q.size(1);
   const int64_t Qt = plan.Qt, Nt = plan.Nt, S = plan.S, cap = topk_capacity(k);
   const int64_t nqb = ceil_div(Q, Qt), range = ceil_div(N, S);
-  const bool convert = corpus.scalar_type() != q.scalar_type();
+  // Skinny query blocks (fp32 compute only): dot-product kernel straight on the corpus rows,
+  // 16-bit rows widened in registers/L1; otherwise at::mm on (converted) tiles.
+  const bool use_dot = std::is_same_v<T, float> && Qt <= dot_max_queries();
+  const bool convert = !use_dot && corpus.scalar_type() != q.scalar_type();
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
   const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -101,6 +142,7 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
       at::Tensor scores = at::empty({Qt * Nt}, q.options());
       at::Tensor tile_buf = convert ? at::empty({Nt, d}, q.options()) : at::Tensor();
       std::vector<int32_t> pos(static_cast<size_t>(Nt));
+      std::vector<float> dot_scratch(use_dot ? static_cast<size_t>(dot_scratch_floats(d)) : 0);
       // Handler buffers of one task (Qt x cap scores and indices) and the shared scratch.
       std::vector<T> hs(static_cast<size_t>(Qt * cap)), scratch(static_cast<size_t>(cap));
       std::vector<int64_t> hi_buf(static_cast<size_t>(Qt * cap));
@@ -115,10 +157,17 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
         for (int64_t r = 0; r < qb; ++r) keep.emplace_back(hs.data() + r * cap, hi_buf.data() + r * cap, scratch.data(), k);
         for (int64_t c0 = lo; c0 < hi; c0 += Nt) {
           const int64_t nc = std::min(Nt, hi - c0);
-          at::Tensor tile = corpus.narrow(0, c0, nc);
-          if (convert) tile = tile_buf.narrow(0, 0, nc).copy_(tile);
-          at::Tensor st = scores.narrow(0, 0, qb * nc).view({qb, nc});
-          at::mm_out(st, qblk, tile.t());
+          if constexpr (std::is_same_v<T, float>) {
+            if (use_dot) {
+              score_tile_dot(q.data_ptr<float>() + q0 * d, qb, corpus, c0, nc, sp, dot_scratch.data());
+            }
+          }
+          if (!use_dot) {
+            at::Tensor tile = corpus.narrow(0, c0, nc);
+            if (convert) tile = tile_buf.narrow(0, 0, nc).copy_(tile);
+            at::Tensor st = scores.narrow(0, 0, qb * nc).view({qb, nc});
+            at::mm_out(st, qblk, tile.t());
+          }
           for (int64_t r = 0; r < qb; ++r) {
             T* row = sp + r * nc;
             if (E > 0) {

@@ -1,0 +1,148 @@
+// Per-ISA dot-product score tile for skinny query blocks; contract in score_tile.h.
+// AVX2/AVX512 builds: a 2-query x 4-row register block (8 fp32 accumulators of 8 lanes, 2 query
+// and 1 row vector live: 11 of 16 ymm registers) walks d in steps of 8 with FMAs; per step 6 loads
+// feed 8 FMAs, so the block is FMA-bound from L1/L2 and, for Q = 1..16, the corpus stream is the
+// limit. The d tail (d % 8) uses masked loads, which never touch memory past a row. 16-bit rows
+// are widened to fp32 into an L1 scratch once per 4-row block and reused by every query pair.
+// The DEFAULT build is the scalar loop.
+#include "cpu/simd/score_tile.h"
+
+#include <algorithm>
+#include <type_traits>
+
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+#include <immintrin.h>
+#define HF_DOT_SIMD 1
+#endif
+
+namespace hybrid_fast::cpu::HF_ISA {
+namespace {
+
+#ifdef HF_DOT_SIMD
+inline __m256i lanes_below(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Horizontal sums of 8 vectors in one vector: lane i = sum of v[i] (same tree as hsum).
+inline __m256 hsum8(const __m256* v) {
+  const __m256 s01 = _mm256_hadd_ps(v[0], v[1]), s23 = _mm256_hadd_ps(v[2], v[3]);
+  const __m256 s45 = _mm256_hadd_ps(v[4], v[5]), s67 = _mm256_hadd_ps(v[6], v[7]);
+  const __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+// RQ queries (q + a * d) x RJ fp32 rows (xr[b]) -> out[a * ld + b].
+template <int RQ, int RJ>
+inline void micro(const float* q, int64_t d, const float* const* xr, float* out, int64_t ld, int64_t dfull,
+                  __m256i tail) {
+  __m256 acc[RQ * RJ];
+  for (int i = 0; i < RQ * RJ; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < dfull; t += 8) {
+    __m256 qv[RQ];
+    for (int a = 0; a < RQ; ++a) qv[a] = _mm256_loadu_ps(q + a * d + t);
+    for (int b = 0; b < RJ; ++b) {
+      __m256 xv = _mm256_loadu_ps(xr[b] + t);
+      // Pin xv to a register: otherwise GCC folds the load into each FMA (RQ loads per row
+      // vector instead of one), and the loop becomes load-bound (10 loads per 8 FMAs).
+      asm("" : "+x"(xv));
+      for (int a = 0; a < RQ; ++a) acc[a * RJ + b] = _mm256_fmadd_ps(qv[a], xv, acc[a * RJ + b]);
+    }
+  }
+  if (dfull < d) {
+    __m256 qv[RQ];
+    for (int a = 0; a < RQ; ++a) qv[a] = _mm256_maskload_ps(q + a * d + dfull, tail);
+    for (int b = 0; b < RJ; ++b) {
+      const __m256 xv = _mm256_maskload_ps(xr[b] + dfull, tail);
+      for (int a = 0; a < RQ; ++a) acc[a * RJ + b] = _mm256_fmadd_ps(qv[a], xv, acc[a * RJ + b]);
+    }
+  }
+  if constexpr (RQ == 2 && RJ == 4) {
+    const __m256 s = hsum8(acc);  // lanes 0-3: query 0, rows 0-3; lanes 4-7: query 1
+    _mm_storeu_ps(out, _mm256_castps256_ps128(s));
+    _mm_storeu_ps(out + ld, _mm256_extractf128_ps(s, 1));
+  } else {
+    for (int a = 0; a < RQ; ++a)
+      for (int b = 0; b < RJ; ++b) out[a * ld + b] = hsum(acc[a * RJ + b]);
+  }
+}
+
+// All qb queries against RJ rows.
+template <int RJ>
+inline void rows_block(const float* q, int64_t qb, int64_t d, const float* const* xr, float* out, int64_t ld,
+                       int64_t dfull, __m256i tail) {
+  int64_t r = 0;
+  for (; r + 2 <= qb; r += 2) micro<2, RJ>(q + r * d, d, xr, out + r * ld, ld, dfull, tail);
+  if (r < qb) micro<1, RJ>(q + r * d, d, xr, out + r * ld, ld, dfull, tail);
+}
+
+inline void widen_row(const c10::BFloat16* src, int64_t d, float* dst) {
+  int64_t t = 0;
+  for (; t + 8 <= d; t += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + t));
+    _mm256_storeu_ps(dst + t, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+  }
+  for (; t < d; ++t) dst[t] = static_cast<float>(src[t]);
+}
+
+inline void widen_row(const c10::Half* src, int64_t d, float* dst) {
+  int64_t t = 0;
+  for (; t + 8 <= d; t += 8) {
+    _mm256_storeu_ps(dst + t, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + t))));
+  }
+  for (; t < d; ++t) dst[t] = static_cast<float>(src[t]);
+}
+#endif  // HF_DOT_SIMD
+
+}  // namespace
+
+template <typename TC>
+void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, float* out, int64_t ld,
+                float* scratch) {
+#ifdef HF_DOT_SIMD
+  const int64_t dfull = d / 8 * 8, stride = dot_scratch_floats(d) / kDotRows;
+  const __m256i tail = lanes_below(d - dfull);
+  for (int64_t j0 = 0; j0 < nc; j0 += kDotRows) {
+    const int64_t nj = std::min(kDotRows, nc - j0);
+    const float* xr[kDotRows];
+    for (int64_t b = 0; b < nj; ++b) {
+      if constexpr (std::is_same_v<TC, float>) {
+        xr[b] = x + (j0 + b) * d;
+      } else {
+        widen_row(x + (j0 + b) * d, d, scratch + b * stride);
+        xr[b] = scratch + b * stride;
+      }
+    }
+    if (nj == kDotRows) {
+      rows_block<kDotRows>(q, qb, d, xr, out + j0, ld, dfull, tail);
+    } else {
+      for (int64_t b = 0; b < nj; ++b) rows_block<1>(q, qb, d, xr + b, out + j0 + b, ld, dfull, tail);
+    }
+  }
+#else
+  (void)scratch;
+  for (int64_t j = 0; j < nc; ++j) {
+    const TC* xj = x + j * d;
+    for (int64_t r = 0; r < qb; ++r) {
+      const float* qr = q + r * d;
+      float s = 0.f;
+      for (int64_t t = 0; t < d; ++t) s += qr[t] * static_cast<float>(xj[t]);
+      out[r * ld + j] = s;
+    }
+  }
+#endif
+}
+
+template void dot_scores<float>(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, float*);
+template void dot_scores<c10::BFloat16>(const float*, int64_t, const c10::BFloat16*, int64_t, int64_t, float*,
+                                        int64_t, float*);
+template void dot_scores<c10::Half>(const float*, int64_t, const c10::Half*, int64_t, int64_t, float*, int64_t,
+                                    float*);
+
+}  // namespace hybrid_fast::cpu::HF_ISA
