@@ -237,3 +237,16 @@ def test_topk_cuda_backend_torch_compile(seed):
     a = fn(q, x)
     b = torch.compile(fn, fullgraph=True)(q, x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_topk_cuda_exact_screen_matches_direct(backend, seed):
+    """precision="exact" with the bf16 screen + fp32 rescore on CUDA tensors (the strategy code is
+    device-agnostic; "auto" picks it only on CPUs): same result as direct fp32 scoring."""
+    if backend == "cuda":
+        _cuda_module()
+    q, x = _grid_inputs(9, 3000, 64, torch.float32)
+    a = hf.topk_search(q, x, 17, backend=backend, precision="exact", exact_strategy="screen")
+    b = hf.topk_search(q, x, 17, backend=backend, precision="fp32")
+    assert a[0].device.type == "cuda"
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -158,15 +158,15 @@ def _exact_by_screen(run, queries, corpus, k, exclude, rescore_bytes=64 << 20):
     xmax = float(torch.linalg.vector_norm(corpus, dim=1, dtype=torch.float64).max())
     # (1 + 1e-6): the norms above are computed in fp64 from the same inputs, then rounded to fp32
     delta = (bf16_screen_bound(d) * qn * xmax * (1 + 1e-6)).float()
-    out_s = torch.empty(Q, k, dtype=torch.float32)
-    out_i = torch.empty(Q, k, dtype=torch.int64)
-    pending = torch.arange(Q)
+    out_s = torch.empty(Q, k, dtype=torch.float32, device=queries.device)
+    out_i = torch.empty(Q, k, dtype=torch.int64, device=queries.device)
+    pending = torch.arange(Q, device=queries.device)
     kk = min(N, max(2 * k, k + 16))
     while pending.numel() > 0:
         ex = exclude.index_select(0, pending) if exclude is not None else None
         s, i = run(qb.index_select(0, pending), cb, kk, ex)
         if kk == N:
-            ok = torch.ones(pending.numel(), dtype=torch.bool)
+            ok = torch.ones(pending.numel(), dtype=torch.bool, device=queries.device)
         else:
             ok = (s[:, k - 1] - s[:, kk - 1] > 2 * delta[pending]) | (s[:, k - 1] == float("-inf"))
         rows, cand = pending[ok], i[ok]
@@ -249,8 +249,8 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
     f64 = queries.dtype == torch.float64
     if precision == "exact" and not f64:
         strategy = exact_strategy
-        if strategy == "auto":
-            strategy = "screen" if fast_bf16_matmul() else "direct"
+        if strategy == "auto":  # the screen is chosen on CPUs only (tested there; device-agnostic code)
+            strategy = "screen" if queries.device.type == "cpu" and fast_bf16_matmul() else "direct"
         if strategy == "screen":
             return _exact_by_screen(run, queries, corpus, k, ex)
     return run(queries, corpus, k, ex)
