@@ -89,12 +89,16 @@ def test_infonce_symmetric_learnable_scale(symmetric, reduction, dtype, seed):
                             reduction=reduction, row_block=16, col_block=16)
 
 
-def test_infonce_d_chunks_and_k_loop(seed):
-    """d = 40 with BLOCK_K = BLOCK_D = 16: three K steps and three dq/dp output chunks."""
+@pytest.mark.parametrize("d_acc,n_dchunks", [(1, 3), (0, 1), (2, 2)])
+def test_infonce_d_chunks_and_k_loop(d_acc, n_dchunks, seed):
+    """d = 40 with BLOCK_K = BLOCK_D = 16: three K steps; the dq/dp columns as three 1-accumulator
+    chunks (d_acc=1, the chunked fallback, 8 passes), all of d in one program (3 accumulators,
+    4 passes) or two programs of 2 accumulators (the last one half masked, 6 passes)."""
+    assert K().config(40, torch.float32, "rows", d_block=16, d_acc=d_acc)["n_dchunks"] == n_dchunks
     q, p, lab, qg, pg = make_inputs(19, 35, 40, torch.float32, groups=5, labels="random")
     w = torch.rand(19, dtype=torch.float64) + 0.5
     loss, lse, dq, dp, dscale = K().infonce_fused(q, p, lab, torch.tensor(9.0), qg, pg, w.float(), 16, 16,
-                                                  k_block=16, d_block=16)
+                                                  k_block=16, d_block=16, d_acc=d_acc)
     qq, pp = q.double().requires_grad_(), p.double().requires_grad_()
     ss = torch.tensor(9.0, dtype=torch.float64, requires_grad=True)
     rows = hf.reference.infonce_loss(qq, pp, lab, scale=ss, q_groups=qg, p_groups=pg, reduction="none")
@@ -105,8 +109,52 @@ def test_infonce_d_chunks_and_k_loop(seed):
     assert_close(dscale, ss.grad, torch.float32, "dscale", output_in_dtype=True)
     expected_lse = rows.detach() + 9.0 * (q.double() * p.double()[lab]).sum(1)
     assert_close(lse, expected_lse, torch.float32, "lse")
-    assert K().passes(40, grad=True, d_block=16) == 8
+    assert K().passes(40, grad=True, d_block=16, d_acc=d_acc) == 2 * n_dchunks + 2
     assert K().passes(40, grad=True) == 4 and K().passes(768, grad=False) == 1
+
+
+def test_infonce_passes_full_d_defaults():
+    """Defaults on the GPU (the launcher's table, not the interpreter's small tiles): all of d in
+    one program for 16-bit inputs up to d = 768 (4 passes), chunked above; fp32 chunked above 128."""
+    mod = K()
+    old = mod.INTERPRET
+    try:
+        mod.INTERPRET = False
+        for d in (64, 256, 384, 512, 768):
+            for dt in (torch.bfloat16, torch.float16):
+                assert mod.passes(d, grad=True, dtype=dt) == 4, (d, dt)
+                assert mod.passes(d, grad=True, fused=False, dtype=dt) == 5
+        assert mod.passes(1024, grad=True, dtype=torch.bfloat16) == 6  # 2 chunks of 768 columns
+        assert mod.passes(768, grad=True, dtype=torch.bfloat16, d_acc=1) == 8  # the old chunked scheme
+        assert mod.passes(768, grad=True, dtype=torch.float32) == 14  # fp32 FMA path: 128-column chunks
+        assert mod.config(768, torch.bfloat16, "rows")["N_ACC"] == 3
+    finally:
+        mod.INTERPRET = old
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("case", ["odd", "groups_sym", "hard_neg"])
+def test_infonce_full_d_multi_accumulator(dtype, case, seed, monkeypatch):
+    """Full-d tiling with several accumulators in one program (d = 75 with BLOCK_D = 16: 5
+    accumulators, the last one masked; d = 100 with BLOCK_D = 32: 4): odd sizes, groups,
+    symmetric, hard negatives (N > B), learnable scale, through the public op and its autograd,
+    against the float64 reference."""
+    B, N, d, bd = {"odd": (23, 23, 75, 16), "groups_sym": (26, 26, 100, 32), "hard_neg": (17, 51, 75, 16)}[case]
+    mod = K()
+    cfg = mod.config(d, dtype, "rows", d_block=bd)
+    assert cfg["n_dchunks"] == 1 and cfg["N_ACC"] == triton.cdiv(d, bd)
+    orig = mod.config
+
+    def forced(D, dt, kind, **kw):  # the public op takes row/col blocks only: force BLOCK_K/BLOCK_D here
+        if kind != "fwd":
+            kw.update(k_block=16, d_block=bd)
+        return orig(D, dt, kind, **kw)
+
+    monkeypatch.setattr(mod, "config", forced)
+    labels = {"odd": "diag", "groups_sym": "random", "hard_neg": "grouped"}[case]
+    q, p, lab, qg, pg = make_inputs(B, N, d, dtype, groups=5 if case == "groups_sym" else 0, labels=labels)
+    check_against_reference("triton", q, p, lab, qg, pg, scale=torch.tensor(11.0),
+                            symmetric=case == "groups_sym", row_block=16, col_block=16)
 
 
 def test_infonce_large_scale_is_stable(seed):

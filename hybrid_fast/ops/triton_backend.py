@@ -96,7 +96,8 @@ def _define_ops():
 
 
 # Registry impl (signature of infonce_one_direction_compiled): mean/sum with gradients ->
-# infonce_fused (4 passes for d <= 256), otherwise infonce_fwd (1 pass; its backward adds 4).
+# infonce_fused (4 passes for 16-bit d <= 768: hybrid_fast.triton.infonce.passes), otherwise
+# infonce_fwd (1 pass; its backward adds passes() - 1 more).
 infonce_one_direction = make_one_direction(NAMESPACE, prepare=lambda: _define_ops())
 
 
