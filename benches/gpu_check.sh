@@ -13,6 +13,8 @@ python -c "import torch, triton; print('torch', torch.__version__, 'cuda', torch
 if ls benches/wheels/memeff-*.whl >/dev/null 2>&1; then
   pip install --no-index --no-deps benches/wheels/memeff-*.whl || echo "memeff wheel did not install"
 fi
+python -c "import memeff; print('memeff', memeff.__version__)" \
+  || echo "WARNING: memeff is not importable: the benchmark will print 'memeff baseline skipped'"
 
 # Build: no isolation (no network; build against the torch that runs); CUDA module if nvcc is there.
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
@@ -24,6 +26,7 @@ python -c "import hybrid_fast as hf, json; print(json.dumps(hf.backends(), inden
 python -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
 python -m pytest tests/test_triton_aot.py -q -p no:cacheprovider
 python -m pytest tests/test_triton_interpreter.py -q -p no:cacheprovider
+python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # memeff == our loss (interpreter)
 
 # Benchmarks
 mkdir -p benches/results

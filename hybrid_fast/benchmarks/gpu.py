@@ -4,11 +4,15 @@ Providers, all measured in the same run on the same device:
 * ``mm``: torch bf16 matmul of the same shape (the tensor-core roofline used for % of roofline);
 * ``triton``: hybrid_fast fused loss / fused top-k;
 * ``naive``: ``F.cross_entropy(scale * q @ p.T)`` fwd+bwd (skipped when B x N does not fit);
-* ``memeff``: the ``memeff`` package's contrastive loss, when importable;
+* ``memeff``: the ``memeff`` package's (PyPI, Apache-2.0, Triton) ``MemoryEfficientQwen3Loss``
+  configured as the same one-direction InfoNCE (see :func:`memeff_loss`); when it is not
+  importable a "skipped" row is printed, never silently dropped;
 * ``torch_topk``: chunked ``mm`` + ``topk`` + merge.
 
 Flop counts: loss fwd+bwd counted as 3 x 2BNd "useful" flops (forward product, dq, dp: what the
-roofline needs; the kernel itself performs ``hybrid_fast.triton.infonce.passes(d)`` x 2BNd);
+roofline needs; the kernel itself performs ``hybrid_fast.triton.infonce.passes(d)`` x 2BNd, 4 at
+d = 512/768 bf16, reported as ``kernel_passes``); all loss providers get the same unit-norm bf16
+inputs, scale 20 (temperature 0.05), forward + backward;
 top-k 2QNd. Q = 1 top-k is reported in GB/s of corpus read (N d 2 bytes) against a measured
 device-to-device copy bandwidth.
 
@@ -56,10 +60,34 @@ def _copy_bandwidth(nbytes=4 << 30):
     return 2 * nbytes / t
 
 
+SCALE = 20.0
+
+
+def memeff_loss(scale):
+    """(loss_fn(q, p), status): memeff's one-direction InfoNCE, the same function as ours
+    (``hybrid_fast.infonce_loss(q, p, scale=scale)``, q -> p, in-batch negatives, B = N, mean):
+    ``MemoryEfficientQwen3Loss`` with temperature = 1/scale, margin = 2 (disables its
+    false-negative mask), no q-q/d-d negatives, ``normalized_inputs=True`` (no extra normalisation:
+    the benchmark feeds unit-norm rows to every provider) and ``stable=False`` (textbook gradient
+    scale). Checked against the float64 reference in tests/test_memeff_baseline.py. (None, why)
+    when memeff is not importable."""
+    try:
+        import memeff
+    except ImportError as e:
+        return None, f"memeff is not installed ({e}); bash benches/gpu_check.sh installs benches/wheels/memeff-*.whl"
+    cls = getattr(memeff, "MemoryEfficientQwen3Loss", None)
+    if cls is None:
+        return None, f"memeff {getattr(memeff, '__version__', '?')} has no MemoryEfficientQwen3Loss"
+    fn = cls(temperature=1.0 / scale, margin=2.0, use_qq_negatives=False, use_dd_negatives=False,
+             normalized_inputs=True, stable=False)
+    return (lambda a, b: fn(a, b)), f"memeff {getattr(memeff, '__version__', '?')} MemoryEfficientQwen3Loss"
+
+
 def _loss_rows(B, d, quick):
     rows = []
-    q = torch.randn(B, d, device="cuda", dtype=torch.bfloat16) / d ** 0.5
-    p = torch.randn(B, d, device="cuda", dtype=torch.bfloat16) / d ** 0.5
+    # unit-norm rows (memeff's kernels assume them: exp2(S/T - 1/T)); the same inputs for all
+    q = F.normalize(torch.randn(B, d, device="cuda"), dim=1).to(torch.bfloat16)
+    p = F.normalize(q.float() + 0.5 * torch.randn(B, d, device="cuda") / d ** 0.5, dim=1).to(torch.bfloat16)
     useful = 3 * 2 * B * B * d
     peak = _mm_rate(B, min(B, 16384), d)
 
@@ -73,16 +101,15 @@ def _loss_rows(B, d, quick):
         t = _time(step, repeats=3 if quick else 5)
         return t, torch.cuda.max_memory_allocated()
 
-    providers = {"triton": lambda a, b: hf.infonce_loss(a, b, scale=20.0, backend="triton")}
+    providers = {"triton": lambda a, b: hf.infonce_loss(a, b, scale=SCALE, backend="triton")}
     if B * B * 4 * 3 < torch.cuda.get_device_properties(0).total_memory * 0.6:
-        providers["naive"] = lambda a, b: F.cross_entropy(20.0 * a @ b.T, torch.arange(B, device="cuda"))
-    try:  # optional baseline (PyPI memeff); its API is probed, not assumed
-        import memeff  # noqa: F401
-        fn = getattr(memeff, "contrastive_loss", None) or getattr(memeff, "info_nce", None)
-        if fn is not None:
-            providers["memeff"] = lambda a, b: fn(a, b)
-    except ImportError:
-        pass
+        providers["naive"] = lambda a, b: F.cross_entropy(SCALE * a @ b.T, torch.arange(B, device="cuda"))
+    memeff_fn, memeff_status = memeff_loss(SCALE)
+    if memeff_fn is not None:
+        providers["memeff"] = memeff_fn
+    else:
+        print(f"memeff baseline skipped: {memeff_status}", flush=True)
+        rows.append(dict(bench="loss_fwd_bwd", provider="memeff", B=B, N=B, d=d, status=f"skipped: {memeff_status}"))
     for name, fn in providers.items():
         try:
             t, mem = run(fn)
@@ -90,8 +117,13 @@ def _loss_rows(B, d, quick):
             rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, status="OOM"))
             torch.cuda.empty_cache()
             continue
-        rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, seconds=t, tflops=useful / t / 1e12,
-                         pct_roofline=100 * useful / t / peak, mm_tflops=peak / 1e12, peak_mem_gib=mem / 2 ** 30))
+        row = dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, seconds=t, tflops=useful / t / 1e12,
+                   pct_roofline=100 * useful / t / peak, mm_tflops=peak / 1e12, peak_mem_gib=mem / 2 ** 30)
+        if name == "triton":
+            from hybrid_fast.ops.triton_backend import kernels
+
+            row["kernel_passes"] = kernels().infonce.passes(d, grad=True, dtype=torch.bfloat16)
+        rows.append(row)
     return rows
 
 
