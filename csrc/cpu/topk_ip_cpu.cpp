@@ -26,7 +26,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <type_traits>
 #include <limits>
 #include <vector>
@@ -85,14 +84,6 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   return p;
 }
 
-int64_t dot_max_queries() {
-  static const int64_t v = [] {
-    const char* e = std::getenv("HF_TOPK_DOT_MAX_QUERIES");  // tuning only
-    return e ? std::atoll(e) : kDotMaxQueries;
-  }();
-  return v;
-}
-
 // Scores of queries q[0:qb] (fp32, row stride d) against corpus rows [c0, c0 + nc) into
 // out (qb x nc, row-major), by the dot-product kernel of the corpus dtype.
 void score_tile_dot(const float* q, int64_t qb, const at::Tensor& corpus, int64_t c0, int64_t nc, float* out,
@@ -126,7 +117,7 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   const int64_t nqb = ceil_div(Q, Qt), range = ceil_div(N, S);
   // Skinny query blocks (fp32 compute only): dot-product kernel straight on the corpus rows,
   // 16-bit rows widened in registers/L1; otherwise at::mm on (converted) tiles.
-  const bool use_dot = std::is_same_v<T, float> && Qt <= dot_max_queries();
+  const bool use_dot = std::is_same_v<T, float> && Qt <= kDotMaxQueries;
   const bool convert = !use_dot && corpus.scalar_type() != q.scalar_type();
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
