@@ -225,7 +225,7 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
     thread count; different tilings may change the last bits of scores and thus the order of
     near-ties (exact ties, e.g. duplicate vectors, are always ordered by id).
 
-    Memory: never Q x N: per thread a score tile (~512 KiB), Qt x (k + max(k, 64)) candidate
+    Memory: never Q x N: per thread a score tile (~1 MiB), Qt x (k + max(k, 64)) candidate
     buffers, and for bf16/fp16 corpora an Nt x d fp32 tile. Complexity: 2 Q N d flops; the
     corpus (N d x itemsize bytes) is streamed once per query block (once in total for
     Q < 64 x threads, where the corpus is split across threads).
