@@ -8,7 +8,11 @@ dtype, sizes, median seconds, GFLOP/s, GB/s, peak RSS) to ``--out``. Rates: 2 Q 
 bytes = corpus bytes (N d itemsize), read once per search in the memory-bound regime. The
 memory-bandwidth bound of a search is corpus bytes / copy bandwidth, with copy bandwidth
 measured as (bytes read + bytes written) / time of ``corpus.clone()`` on the same machine.
-Providers are timed in interleaved rounds (A B C A B C ...). Memory: the peak RSS above the
+Providers are timed in interleaved rounds (A B C A B C ...), and so are the two rates the bounds
+rest on (a 1 GiB copy and a 4096 x 4096 x 768 fp32 torch.mm), once per round next to the
+providers, because this shared machine's speed drifts within a run. Roofline of a point =
+max(corpus bytes / copy bandwidth, 2 Q N d / mm rate): the bandwidth bound where the corpus
+stream binds (Q = 1), the compute bound where the product does (Q = 16 on 2 cores, Q = 1000). Memory: the peak RSS above the
 current RSS during one more call of each provider alone (kernel high-water mark reset before it),
 next to the size of one Q x N fp32 score matrix.
 """
@@ -21,16 +25,28 @@ import torch
 
 import statistics
 
-from .common import (current_rss_bytes, environment, format_table, interleaved_medians, matmul_ceiling, median_seconds,
-                     peak_rss_bytes, reset_peak_rss, write_rows)
+from .common import (current_rss_bytes, environment, format_table, interleaved_medians, peak_rss_bytes, reset_peak_rss,
+                     write_rows)
 
 
-def copy_bandwidth(nbytes: int = 1 << 30, repeats: int = 5) -> float:
-    """(read + write) bytes per second of a large tensor copy (all threads)."""
-    src = torch.ones(nbytes // 4)
+COPY_BYTES = 1 << 30
+MM_SHAPE = (4096, 4096, 768)
+
+
+def rate_probes() -> dict:
+    """Timed like providers, one call per round: a COPY_BYTES copy and a MM_SHAPE fp32 torch.mm."""
+    src = torch.ones(COPY_BYTES // 4)
     dst = torch.empty_like(src)
-    sec, _ = median_seconds(lambda: dst.copy_(src), repeats=repeats)
-    return 2 * nbytes / sec
+    m, n, kd = MM_SHAPE
+    a, b = torch.randn(m, kd), torch.randn(kd, n)
+    return {"__copy": lambda: dst.copy_(src), "__mm": lambda: torch.mm(a, b)}
+
+
+def rates(times: dict) -> tuple[float, float]:
+    """(copy bandwidth (read + write) B/s, fp32 mm FLOP/s) from the probes' median times."""
+    m, n, kd = MM_SHAPE
+    return (2 * COPY_BYTES / statistics.median(times["__copy"]),
+            2.0 * m * n * kd / statistics.median(times["__mm"]))
 
 
 def providers(q, corpus, corpus_bf16, k):
@@ -59,17 +75,17 @@ def run(Qs, N, d, ks, repeats):
     torch.manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(N, d), dim=1)
     corpus_bf16 = corpus.to(torch.bfloat16)
-    bw = copy_bandwidth()
-    ceiling = matmul_ceiling(torch.float32)
-    print(f"copy bandwidth {bw / 1e9:.1f} GB/s (read + write), fp32 mm ceiling {ceiling / 1e9:.0f} GFLOP/s, "
-          f"threads {env['threads']}")
+    probes = rate_probes()
+    print(f"threads {env['threads']}; copy bandwidth and fp32 mm rate are measured in every round")
     rows = []
     for Q in Qs:
         q = torch.nn.functional.normalize(torch.randn(Q, d), dim=1)
         for k in ks:
             fns = providers(q, corpus, corpus_bf16, k)
             # Interleaved rounds: a shared, noisy machine slows every provider alike.
-            all_times = interleaved_medians(fns, repeats=repeats)
+            all_times = interleaved_medians({**fns, **probes}, repeats=repeats)
+            bw, ceiling = rates(all_times)
+            print(f"Q={Q} k={k}: copy {bw / 1e9:.1f} GB/s, fp32 mm {ceiling / 1e9:.0f} GFLOP/s")
             for name, fn in fns.items():
                 times = all_times[name]
                 sec = statistics.median(times)
@@ -84,6 +100,8 @@ def run(Qs, N, d, ks, repeats):
                              "dtype": "bfloat16" if "bf16" in name else "float32", "median_s": sec,
                              "times_s": times, "gflops": 2 * Q * N * d / sec / 1e9, "gbps": nbytes / sec / 1e9,
                              "bw_bound_s": nbytes / bw, "pct_of_bw_bound": (nbytes / bw) / sec * 100,
+                             "compute_bound_s": 2 * Q * N * d / ceiling,
+                             "pct_of_roofline": max(nbytes / bw, 2 * Q * N * d / ceiling) / sec * 100,
                              "copy_bw_gbps": bw / 1e9, "mm_ceiling_gflops": ceiling / 1e9,
                              "extra_peak_mib": extra_mib, "qxn_fp32_mib": Q * N * 4 / 2**20})
                 print(json.dumps({k_: rows[-1][k_] for k_ in ("provider", "Q", "k", "median_s", "gflops", "gbps")}))
@@ -110,6 +128,7 @@ def main(argv=None):
     write_rows(args.out, rows)
     print(format_table(rows, [("provider", "provider"), ("Q", "Q"), ("k", "k"), ("median_s", "median s"),
                               ("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("pct_of_bw_bound", "% of BW bound"),
+                              ("pct_of_roofline", "% of roofline"),
                               ("speedup_vs_faiss", "x FAISS"), ("extra_peak_mib", "extra peak MiB"),
                               ("qxn_fp32_mib", "Q x N fp32 MiB")]))
 
