@@ -1,12 +1,14 @@
 // Exact top-k by inner product on the CPU, fused: tiles of the score matrix are produced by
-// at::mm and consumed in cache by a threshold filter + keep-best-k handler; the Q x N score
-// matrix is never written.
+// at::mm (or, for query blocks of <= kDotMaxQueries rows, by the dot-product kernel of
+// csrc/cpu/simd/score_tile.cpp) and consumed in cache by a threshold filter + keep-best-k
+// handler; the Q x N score matrix is never written.
 //
 // Work decomposition. Queries are cut into blocks of Qt rows and the corpus into S contiguous
 // ranges; a task is one (query block, corpus range) pair and runs on one thread:
 //   for each corpus tile of Nt rows in its range (ascending):
-//     [bf16/fp16 corpus: convert the tile to fp32 in a thread-local buffer]
-//     S_tile = Q_blk . tile^T              (at::mm_out, single-threaded inside the task)
+//     Qt <= kDotMaxQueries: S_tile = dot_scores(Q_blk, tile)  (reads the rows as stored)
+//     else: [bf16/fp16 corpus: convert the tile to fp32 in a thread-local buffer]
+//           S_tile = Q_blk . tile^T        (at::mm_out, single-threaded inside the task)
 //     excluded ids -> -inf                 (per query, only ids falling in the tile)
 //     per query row: filter_greater(row, theta_row) -> KeepBestK::push_positions
 // Many queries (memory is not the bottleneck): S = 1, the query blocks are split over threads
@@ -17,7 +19,7 @@
 // handler buffers are bounded.
 //
 // Memory: per task Qt x topk_capacity(k) handler entries + Qt x Nt scores (+ Nt x d fp32 conversion
-// buffer for bf16/fp16 corpora); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
+// buffer for bf16/fp16 corpora on the at::mm path); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
 // per query block.
 // Determinism: the result is a deterministic function of the inputs and the tile sizes
 // (ties are broken by index; the scores of one (query, id) pair depend on the GEMM blocking).

@@ -1,6 +1,7 @@
 """Exact top-k search by inner product: public API, fake registration, backend entries.
 
-Layers: the threshold filter (csrc/cpu/simd/topk_filter.cpp) and keep-best-k handler
+Layers: the score tile (at::mm, or csrc/cpu/simd/score_tile.cpp for few queries), the
+threshold filter (csrc/cpu/simd/topk_filter.cpp) and keep-best-k handler
 (csrc/common/topk_handler.h) -> the fused driver and op ``hybrid_fast::topk_ip``
 (csrc/cpu/topk_ip_cpu.cpp, schema in csrc/ops_def.cpp) -> :func:`topk_search` (validation,
 metric, precision strategy, backend choice) -> :class:`hybrid_fast.ExactIndex`.
@@ -220,7 +221,9 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
         inputs) and (Q, k) int64 ids, each row best first. Rows with fewer than k candidates
         (excluded ids, NaN scores from a non-finite corpus) are padded with (-inf, -1).
 
-    Numerics: fp32 accumulation (MKL sgemm tiles); scores match an fp64 evaluation to about
+    Numerics: fp32 accumulation (query blocks of <= 32 rows: the dot-product kernel of
+    csrc/cpu/simd/score_tile.cpp, which streams the corpus without packing it; larger blocks:
+    MKL sgemm tiles); scores match an fp64 evaluation to about
     d * 2^-24 * ||q|| ||x|| (worst case). Results are deterministic for fixed tile sizes and
     thread count; different tilings may change the last bits of scores and thus the order of
     near-ties (exact ties, e.g. duplicate vectors, are always ordered by id).
