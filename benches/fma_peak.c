@@ -1,7 +1,7 @@
 /* FMA peak of one core (the hard compute ceiling quoted in benches/RESULTS_topk.md): 12
  * independent 8-lane fp32 FMA chains, register-only, so nothing but the FMA units limits it.
  *   gcc -O3 -mavx2 -mfma benches/fma_peak.c -o /tmp/fma_peak && /tmp/fma_peak
-  * Measured on the project's 2-core AMD EPYC: 93-100 GFLOP/s per core. */
+ * Measured on the project's 2-core AMD EPYC: 93-100 GFLOP/s per core. */
 #include <immintrin.h>
 #include <stdio.h>
 #include <time.h>
