@@ -17,18 +17,32 @@ python -c "import memeff; print('memeff', memeff.__version__)" \
   || echo "WARNING: memeff is not importable: the benchmark will print 'memeff baseline skipped'"
 
 # Build: no isolation (no network; build against the torch that runs); CUDA module if nvcc is there.
+# A failing step is recorded and the script goes on, so that one first-time failure (the CUDA
+# module has never been linked or run) does not cost the other results; exit 1 at the end.
+FAILED=()
+step() { echo "== $*"; "$@" || FAILED+=("$*"); }
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0a}"
-HF_CUDA=AUTO pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 3
+if ! HF_CUDA=AUTO pip install --no-build-isolation --no-deps -e . > build-gpu.log 2>&1; then
+  tail -n 40 build-gpu.log
+  FAILED+=("build with HF_CUDA=AUTO (log: build-gpu.log); rebuilt with HF_CUDA=OFF")
+  HF_CUDA=OFF pip install --no-build-isolation --no-deps -e . 2>&1 | tail -n 3
+fi
 python -c "import hybrid_fast as hf, json; print(json.dumps(hf.backends(), indent=1, default=str))"
 
 # Tests: the GPU suite, then the AOT check (no interpreter), then the interpreter suite in its
 # own process (it must import triton with TRITON_INTERPRET=1).
-python -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider
-python -m pytest tests/test_triton_aot.py -q -p no:cacheprovider
-python -m pytest tests/test_triton_interpreter.py -q -p no:cacheprovider
-python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # memeff == our loss (interpreter)
+step python -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider -rfE
+step python -m pytest tests/test_triton_aot.py -q -p no:cacheprovider -s
+step python -m pytest tests/test_triton_interpreter.py -q -p no:cacheprovider
+step python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # memeff == our loss (interpreter)
 
 # Benchmarks
 mkdir -p benches/results
 DEV=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))")
-python -m hybrid_fast.benchmarks.gpu ${QUICK} --out "benches/results/gpu_${DEV}.jsonl"
+step python -m hybrid_fast.benchmarks.gpu ${QUICK} --out "benches/results/gpu_${DEV}.jsonl"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "== FAILED steps:"; printf '  %s\n' "${FAILED[@]}"
+  exit 1
+fi
+echo "== all steps passed"

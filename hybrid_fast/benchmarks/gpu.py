@@ -83,6 +83,13 @@ def memeff_loss(scale):
     return (lambda a, b: fn(a, b)), f"memeff {getattr(memeff, '__version__', '?')} MemoryEfficientQwen3Loss"
 
 
+def _failure(exc: BaseException) -> str:
+    """A table cell for a provider that raised (the first line of the error)."""
+    print(f"provider failed: {type(exc).__name__}: {exc}", flush=True)
+    torch.cuda.empty_cache()
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+
+
 def _loss_rows(B, d, quick):
     rows = []
     # unit-norm rows (memeff's kernels assume them: exp2(S/T - 1/T)); the same inputs for all
@@ -117,6 +124,9 @@ def _loss_rows(B, d, quick):
             rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, status="OOM"))
             torch.cuda.empty_cache()
             continue
+        except Exception as exc:  # noqa: BLE001 - a first GPU run must record failures and go on
+            rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, status=_failure(exc)))
+            continue
         row = dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, seconds=t, tflops=useful / t / 1e12,
                    pct_roofline=100 * useful / t / peak, mm_tflops=peak / 1e12, peak_mem_gib=mem / 2 ** 30)
         if name == "triton":
@@ -146,9 +156,20 @@ def _topk_rows(Q, N, d, k, quick):
         return best_s, best_i
 
     rows = []
-    for name, fn in {"triton": lambda: hf.topk_search(q, x, k, backend="triton", precision="bf16"),
-                     "torch_topk": torch_topk}.items():
-        t = _time(fn, repeats=3 if quick else 5, warmup=1)
+    providers = {"triton": lambda: hf.topk_search(q, x, k, backend="triton", precision="bf16"),
+                 "torch_topk": torch_topk}
+    available = hf.backends()["ops"]["topk_search"].get("cuda", {}).get("available", [])
+    if "cuda" in available:  # hybrid_fast._C_cuda: cuBLAS tiles + CUDA k-selection
+        providers["cuda"] = lambda: hf.topk_search(q, x, k, backend="cuda", precision="bf16")
+    else:
+        print("topk provider 'cuda' skipped: hybrid_fast._C_cuda is not built/usable", flush=True)
+        rows.append(dict(bench="topk", provider="cuda", Q=Q, N=N, d=d, k=k, status="skipped: _C_cuda not usable"))
+    for name, fn in providers.items():
+        try:
+            t = _time(fn, repeats=3 if quick else 5, warmup=1)
+        except Exception as exc:  # noqa: BLE001 - record and go on (kernels never run before)
+            rows.append(dict(bench="topk", provider=name, Q=Q, N=N, d=d, k=k, status=_failure(exc)))
+            continue
         row = dict(bench="topk", provider=name, Q=Q, N=N, d=d, k=k, seconds=t, tflops=flops / t / 1e12,
                    pct_roofline=100 * flops / t / peak)
         if Q == 1:
