@@ -38,7 +38,7 @@ step python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # me
 
 # Benchmarks
 mkdir -p benches/results
-DEV=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))")
+DEV=$(python -c "import torch; print(torch.cuda.get_device_name(0).replace(' ', '_'))" 2>/dev/null) || DEV=no_cuda_device
 step python -m hybrid_fast.benchmarks.gpu ${QUICK} --out "benches/results/gpu_${DEV}.jsonl"
 
 if [ ${#FAILED[@]} -gt 0 ]; then
