@@ -299,3 +299,34 @@ def test_large_odd_shapes(seed):
     for k in (1, 1000):
         s, i = hf.topk_search(q, c, k)
         assert_valid_topk(s[:40], i[:40], q[:40], c, k, atol=2e-4)
+
+
+@CPU
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_each_compiled_isa_scores_exactly(isa):
+    """ATEN_CPU_CAPABILITY caps the SIMD variant of the score, filter and dot kernels: each one in
+    a fresh process, on integer data (exact in every summation order) through both score paths
+    (dot kernel for <= 32 queries, at::mm above) and fp32/bf16/fp16 corpora with a d % 8 tail."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, hybrid_fast as hf, hybrid_fast._C as C\n"
+        "torch.manual_seed(5)\n"
+        "for Q in (1, 4, 70):\n"
+        "    q = torch.randint(-3, 4, (Q, 77)).float(); c = torch.randint(-3, 4, (203, 77)).float()\n"
+        "    c[150] = c[3]\n"
+        "    for dt in (torch.float32, torch.bfloat16, torch.float16):\n"
+        "        s, i = hf.topk_search(q, c.to(dt), 31)\n"
+        "        rs, ri = hf.reference.topk_search(q, c, 31)\n"
+        "        assert torch.equal(i, ri) and torch.equal(s, rs), (Q, dt)\n"
+        "print(C.cpu_isa())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, ATEN_CPU_CAPABILITY=isa),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    used = out.stdout.strip().splitlines()[-1]
+    if isa == "avx2" and used != "avx2":
+        pytest.skip(f"this CPU has no AVX2 (kernels use {used})")
+    assert used == isa
