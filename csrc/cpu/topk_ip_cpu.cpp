@@ -89,21 +89,22 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
 
 // Scores of queries q[0:qb] (fp32, row stride d) against corpus rows [c0, c0 + nc) into
 // out (qb x nc, row-major), by the dot-product kernel of the corpus dtype.
-void score_tile_dot(const float* q, int64_t qb, const at::Tensor& corpus, int64_t c0, int64_t nc, float* out,
-                    float* scratch) {
-  const int64_t d = corpus.size(1);
+void score_tile_dot(const float* q, int64_t qb, const at::Tensor& corpus, int64_t c0, int64_t nc, int64_t c_end,
+                    float* out, float* scratch) {
+  const int64_t d = corpus.size(1), readable = c_end - c0;  // prefetch may run on to the range end
   const Isa isa = cpu_isa();
   switch (corpus.scalar_type()) {
     case at::kFloat:
-      HF_ISA_DISPATCH(isa, dot_scores<float>)(q, qb, corpus.data_ptr<float>() + c0 * d, nc, d, out, nc, scratch);
+      HF_ISA_DISPATCH(isa, dot_scores<float>)(q, qb, corpus.data_ptr<float>() + c0 * d, nc, readable, d, out, nc,
+                                              scratch);
       break;
     case at::kBFloat16:
-      HF_ISA_DISPATCH(isa, dot_scores<c10::BFloat16>)(q, qb, corpus.data_ptr<c10::BFloat16>() + c0 * d, nc, d, out,
-                                                      nc, scratch);
+      HF_ISA_DISPATCH(isa, dot_scores<c10::BFloat16>)(q, qb, corpus.data_ptr<c10::BFloat16>() + c0 * d, nc,
+                                                      readable, d, out, nc, scratch);
       break;
     case at::kHalf:
-      HF_ISA_DISPATCH(isa, dot_scores<c10::Half>)(q, qb, corpus.data_ptr<c10::Half>() + c0 * d, nc, d, out, nc,
-                                                  scratch);
+      HF_ISA_DISPATCH(isa, dot_scores<c10::Half>)(q, qb, corpus.data_ptr<c10::Half>() + c0 * d, nc, readable, d,
+                                                  out, nc, scratch);
       break;
     default:
       TORCH_CHECK(false, "hybrid_fast: no dot-product score kernel for corpus dtype ", corpus.scalar_type());
@@ -153,7 +154,7 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
           const int64_t nc = std::min(Nt, hi - c0);
           if constexpr (std::is_same_v<T, float>) {
             if (use_dot) {
-              score_tile_dot(q.data_ptr<float>() + q0 * d, qb, corpus, c0, nc, sp, dot_scratch.data());
+              score_tile_dot(q.data_ptr<float>() + q0 * d, qb, corpus, c0, nc, hi, sp, dot_scratch.data());
             }
           }
           if (!use_dot) {

@@ -149,8 +149,8 @@ inline void widen_row(const c10::Half* src, int64_t d, float* dst) {
 }  // namespace
 
 template <typename TC>
-void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, float* out, int64_t ld,
-                float* scratch) {
+void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t readable_rows, int64_t d, float* out,
+                int64_t ld, float* scratch) {
 #ifdef HF_DOT_SIMD
   const int64_t dfull = d / 8 * 8, stride = dot_scratch_floats(d) / kDotRows;
   const __m256i tail = lanes_below(d - dfull);
@@ -160,8 +160,9 @@ void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, 
   for (int64_t j0 = 0; j0 < nc; j0 += kDotRows) {
     const int64_t nj = std::min(kDotRows, nc - j0);
     const int64_t pf_row = j0 + kPrefetchBlocks * kDotRows;
-    const char* pf = reinterpret_cast<const char*>(x + std::min(pf_row, nc) * d);
-    const int64_t pf_bytes = std::max<int64_t>(0, std::min(kDotRows, nc - pf_row)) * d * int64_t(sizeof(TC));
+    const int64_t pf_end = std::max(nc, readable_rows);
+    const char* pf = reinterpret_cast<const char*>(x + std::min(pf_row, pf_end) * d);
+    const int64_t pf_bytes = std::max<int64_t>(0, std::min(kDotRows, pf_end - pf_row)) * d * int64_t(sizeof(TC));
     auto run = [&](auto* const* xr) {
       if (nj == kDotRows) {
         rows_block<kDotRows>(q, qb, d, xr, out + j0, ld, dfull, tail, pf, pf_bytes);
@@ -184,6 +185,7 @@ void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, 
   }
 #else
   (void)scratch;
+  (void)readable_rows;
   for (int64_t j = 0; j < nc; ++j) {
     const TC* xj = x + j * d;
     for (int64_t r = 0; r < qb; ++r) {
@@ -196,10 +198,11 @@ void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, 
 #endif
 }
 
-template void dot_scores<float>(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t, float*);
-template void dot_scores<c10::BFloat16>(const float*, int64_t, const c10::BFloat16*, int64_t, int64_t, float*,
-                                        int64_t, float*);
-template void dot_scores<c10::Half>(const float*, int64_t, const c10::Half*, int64_t, int64_t, float*, int64_t,
-                                    float*);
+template void dot_scores<float>(const float*, int64_t, const float*, int64_t, int64_t, int64_t, float*, int64_t,
+                                float*);
+template void dot_scores<c10::BFloat16>(const float*, int64_t, const c10::BFloat16*, int64_t, int64_t, int64_t,
+                                        float*, int64_t, float*);
+template void dot_scores<c10::Half>(const float*, int64_t, const c10::Half*, int64_t, int64_t, int64_t, float*,
+                                    int64_t, float*);
 
 }  // namespace hybrid_fast::cpu::HF_ISA

@@ -21,11 +21,13 @@ inline int64_t dot_scratch_floats(int64_t d) { return kDotRows * ((d + 7) / 8) *
   namespace hybrid_fast::cpu::ISA {                                                                      \
   /* out[r * ld + j] = sum_t q[r * d + t] * float(x[j * d + t]) for r < qb, j < nc (fp32 accumulation;   \
      summation order: 8 interleaved partial sums, then a fixed tree). q: qb x d fp32 contiguous; x: nc   \
-     x d contiguous rows of TC in {float, BFloat16, Half}; scratch: dot_scratch_floats(d) floats (used  \
-     only for 16-bit TC). Reads x once: O(nc d) bytes, 2 qb nc d flops. */                              \
+     x d contiguous rows of TC in {float, BFloat16, Half}; scratch: dot_scratch_floats(d) floats (used   \
+     only for 16-bit TC). Reads x once: O(nc d) bytes, 2 qb nc d flops. Rows of x below readable_rows    \
+     (>= nc: the rest of the caller's range) may be prefetched, so the stream does not stall at the      \
+     end of every tile. */                                                                               \
   template <typename TC>                                                                                 \
-  void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t d, float* out, int64_t ld, \
-                  float* scratch);                                                                       \
+  void dot_scores(const float* q, int64_t qb, const TC* x, int64_t nc, int64_t readable_rows, int64_t d, \
+                  float* out, int64_t ld, float* scratch);                                               \
   }
 
 HF_DECLARE_SCORE_TILE(DEFAULT)
