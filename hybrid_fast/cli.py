@@ -56,10 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(level: int = logging.INFO) -> None:
+    """Root handler for every entry point. huggingface_hub (always) and transformers (when CI is
+    set) attach handlers of their own; they stop propagating, or each of their lines prints twice."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("huggingface_hub", "transformers"):
+        logging.getLogger(name).propagate = False
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO)
     return int(args.func(args) or 0)
 
 

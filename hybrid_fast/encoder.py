@@ -15,6 +15,8 @@ from typing import Sequence
 
 import torch
 
+from .model import BIENCODER_CONFIG
+
 MODEL_ALIASES = ("minilm-offline",)
 
 
@@ -60,8 +62,10 @@ class Encoder:
 
     Args:
         model: Hugging Face model id, local folder, or ``"minilm-offline"``.
-        pooling: ``"mean"`` (default) or ``"cls"``.
-        normalize: L2-normalise embeddings (default True: inner product = cosine).
+        pooling: ``"mean"`` or ``"cls"``; None (default): what a folder written by
+            ``BiEncoder.save_pretrained`` records in its biencoder_config.json, else ``"mean"``.
+        normalize: L2-normalise embeddings; None (default): as recorded there, else True
+            (inner product = cosine).
         query_prefix / passage_prefix: text prepended per kind (default ``"Query: "`` /
             ``"Passage: "`` as in docs/method.md; pass ``""`` for models trained without them).
         max_length: token limit (default: ``max_seq_length`` of a sentence-transformers folder,
@@ -82,8 +86,8 @@ class Encoder:
         self,
         model: str,
         *,
-        pooling: str = "mean",
-        normalize: bool = True,
+        pooling: str | None = None,
+        normalize: bool | None = None,
         query_prefix: str = "Query: ",
         passage_prefix: str = "Passage: ",
         max_length: int | None = None,
@@ -93,7 +97,7 @@ class Encoder:
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = False,
     ) -> None:
-        if pooling not in ("mean", "cls"):
+        if pooling not in (None, "mean", "cls"):
             raise ValueError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype: expected 'float32' or 'bfloat16', got {dtype!r}")
@@ -103,6 +107,10 @@ class Encoder:
 
         self.model_name = model
         self.model_path = resolve_model(model)
+        saved = Path(self.model_path) / BIENCODER_CONFIG  # a trained model evaluates as it was trained
+        trained = json.loads(saved.read_text()) if saved.is_file() else {}
+        pooling = pooling if pooling is not None else trained.get("pooling", "mean")
+        normalize = normalize if normalize is not None else trained.get("normalize", True)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
         self.model = AutoModel.from_pretrained(self.model_path)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

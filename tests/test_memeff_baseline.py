@@ -42,14 +42,14 @@ import memeff, memeff.clip_qwen3_loss as Q, memeff.clip_loss as CL
 Q._validate_features = CL._validate_features = lambda x, y: None  # CUDA-only check
 torch.cuda.get_device_capability = lambda device=None: (9, 0)     # block tables: sm_90
 import hybrid_fast as hf
+from hybrid_fast.benchmarks.gpu import memeff_loss
 torch.manual_seed(0)
 B, d, scale = 24, 32, 20.0  # memeff: d < 64 must be a power of two
 q = torch.nn.functional.normalize(torch.randn(B, d, dtype=torch.float64), dim=1)
 p = torch.nn.functional.normalize(q + 0.4 * torch.randn(B, d, dtype=torch.float64), dim=1)
 out = {}
 for name, sym, fn in [
-        ("qwen3", False, memeff.MemoryEfficientQwen3Loss(temperature=1 / scale, margin=2.0, normalized_inputs=True,
-                                                         stable=False)),
+        ("qwen3", False, memeff_loss(scale)[0]),  # exactly the benchmark's memeff provider
         ("clip", True, memeff.MemoryEfficientCLIPLoss(temperature=1 / scale, normalized_inputs=True, stable=False))]:
     qq, pp = q.float().requires_grad_(), p.float().requires_grad_()
     loss = fn(qq, pp)

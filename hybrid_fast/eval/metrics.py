@@ -38,7 +38,7 @@ BEIR_DEFAULT_K = (10, 100)
 
 def _validate_run_query(qid: str, doc_scores: Mapping[str, float]) -> None:
     for docid, score in doc_scores.items():
-        if not isinstance(score, (int, float, np.floating, np.integer)) or math.isnan(float(score)):
+        if not isinstance(score, (int, float, np.floating, np.integer)) or not math.isfinite(float(score)):
             raise ValueError(f"run[{qid!r}][{docid!r}]: expected a finite number, got {score!r}")
 
 
@@ -81,7 +81,7 @@ def beir_metrics_per_query(
         ValueError: a non-finite or non-numeric score, or a k < 1.
     """
     ks = _k_values(k_values)
-    max_k = max(ks)
+    discounts = [1.0 / math.log2(i + 2) for i in range(max(ks))]  # shared by every query
     per_query: dict[str, dict[str, float]] = {}
     for qid, judged in qrels.items():
         doc_scores = dict(run.get(qid, {}))
@@ -95,7 +95,6 @@ def beir_metrics_per_query(
         ideal = sorted((g for g in judged.values() if g > 0), reverse=True)
 
         values: dict[str, float] = {}
-        discounts = [1.0 / math.log2(i + 2) for i in range(max_k)]
         for k in ks:
             dcg = sum(max(g, 0) * discounts[i] for i, g in enumerate(grades[:k]))
             idcg = sum(g * discounts[i] for i, g in enumerate(ideal[:k]))

@@ -7,7 +7,7 @@ around kernels/cuda/topk_select.cu; fakes registered here so torch.compile can t
 * ``topk_merge_keys(keys (R, L) i64, k) -> (R, k) i64``
 
 Keys are the packed ``ordered_int32(score) << 32 | (2^32 - 1 - id)`` of kernels/triton/topk.py
-(integer order = score desc, id asc), decoded by its ``decode_keys``.
+(integer order = score desc, id asc), decoded by ``hybrid_fast.ops.topk.decode_keys``.
 
 Algorithm of :func:`topk_ip`: the corpus is processed in chunks of ``n_chunk`` rows (and the
 queries in blocks of ``q_block`` rows) so that one fp32 score tile stays under
@@ -23,33 +23,19 @@ Status: compile-checked only (nvcc for sm_90a, HF_CUDA=CHECK); no GPU was availa
 """
 from __future__ import annotations
 
-import importlib
-
 import torch
 
 from . import registry
+from .topk import ID_MASK, decode_keys
 from .. import _ext
 
 NAMESPACE = "hybrid_fast_cuda"
 SCORE_TILE_BYTES = 256 << 20  # one fp32 score tile (q_block x n_chunk)
 TARGET_BLOCKS = 264  # ~2 waves of 132 SMs (H100): split rows into ranges when Q is below this
 MIN_SEGMENT = 8192  # columns per row range, at least (and at least 4 k)
-ID_LIMIT = 0xFFFFFFFF  # ids must be < 2^32 - 1 (the key stores 2^32 - 1 - id)
 
 
 _STATE: dict = {}
-
-
-def _decode_keys():
-    """``decode_keys`` of kernels/triton/topk.py (one implementation of the key format), resolved
-    on the first call (like ``triton_backend._define_ops``, so that torch.compile, after one eager
-    call, sees a dict lookup)."""
-    if "decode" not in _STATE:
-        from .triton_backend import kernels
-
-        kernels()
-        _STATE["decode"] = importlib.import_module("hybrid_fast.triton.topk").decode_keys
-    return _STATE["decode"]
 
 
 def _scores(q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -80,9 +66,7 @@ def topk_keys(q, c, k, exclude, n_chunk: int = 0, q_block: int = 0, segments: in
     ops = torch.ops.hybrid_fast_cuda
     Q, N = q.shape[0], c.shape[0]
     budget = SCORE_TILE_BYTES // 4
-    if n_chunk <= 0:
-        n_chunk = min(N, max(k, budget // max(Q, 1)))
-    n_chunk = min(N, max(n_chunk, k))
+    n_chunk = min(N, max(n_chunk if n_chunk > 0 else budget // max(Q, 1), k))
     if q_block <= 0:
         q_block = max(1, budget // n_chunk)
     ex_in_kernel = exclude is not None and exclude.shape[1] <= _STATE["max_exclude"]
@@ -107,12 +91,12 @@ def topk_keys(q, c, k, exclude, n_chunk: int = 0, q_block: int = 0, segments: in
 def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
     """Registry impl (signature of ``hybrid_fast.ops.topk._cpu_impl``): tile_q / tile_n are the
     query block and corpus chunk, splits the row ranges per tile row (0 = auto)."""
-    if q.dtype == torch.float64 or c.dtype == torch.float64 or c.shape[0] >= ID_LIMIT:
+    if q.dtype == torch.float64 or c.dtype == torch.float64 or c.shape[0] >= ID_MASK:
         from .triton_backend import _topk_chunked
 
         return _topk_chunked(q, c, k, exclude)
     keys = topk_keys(q, c, k, exclude, n_chunk=tile_n, q_block=tile_q, segments=splits)
-    return _decode_keys()(keys)
+    return decode_keys(keys)
 
 
 def _register_fakes() -> None:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from . import registry
-from .validation import check_finite, check_matrix
+from .validation import check_finite, check_matrix, compute_dtype
 from .. import _ext
 
 _OP = registry.op("topk_search")
@@ -95,8 +95,25 @@ def topk_inputs(queries, corpus, k, metric, exclude, precision):
 
 def normalize_rows(x: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit L2 norm (computed in fp32/fp64, stored in x's dtype); zero rows stay 0."""
-    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    ct = compute_dtype(x.dtype)
     return F.normalize(x.to(ct), dim=1).to(x.dtype)
+
+
+# ----------------------------------------------------------------------------- packed keys
+# The GPU backends (Triton kernel, CUDA k-selection) select on one int64 per candidate:
+# key = ordered_int32(score) << 32 | (2^32 - 1 - id), so integer order is (score desc, id asc).
+MIN_KEY = -(2 ** 63)  # padding: below every real key
+ID_MASK = 0xFFFFFFFF  # ids must be < ID_MASK
+
+
+def decode_keys(keys: torch.Tensor):
+    """Packed int64 keys -> (scores float32, ids int64); padding and -inf scores -> (-inf, -1)."""
+    ordered = (keys >> 32).to(torch.int32)
+    bits = torch.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF)
+    scores = bits.view(torch.float32).clone()
+    ids = ID_MASK - (keys & ID_MASK)
+    pad = (keys == MIN_KEY) | (scores == float("-inf"))
+    return scores.masked_fill(pad, float("-inf")), ids.masked_fill(pad, -1)
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -140,6 +157,29 @@ def _sort_rows(scores: torch.Tensor, indices: torch.Tensor, k: int):
     s, i = scores.gather(1, order), by_index.values.gather(1, order)
     i = i.masked_fill(s == float("-inf"), -1)
     return s.contiguous(), i.contiguous()
+
+
+def topk_over_chunks(chunks, k: int, exclude, search):
+    """Exact top-k over a corpus given as consecutive row chunks, merged under the tie rule.
+
+    ``chunks`` yields ``(first_id, rows)`` in ascending id order; ``search(rows, kk, local_exclude)``
+    returns the chunk's (scores, local ids) top-kk. ``exclude`` ((Q, E) global ids, -1 = none) is
+    shifted per chunk. Concatenating the running best before the new chunk keeps equal scores in
+    id order (earlier chunks hold smaller ids). Validation guarantees N >= k, so the result has k
+    columns once every chunk is merged.
+    """
+    best_s = best_i = None
+    for a, rows in chunks:
+        n = rows.shape[0]
+        local = None
+        if exclude is not None:
+            local = torch.where((exclude >= a) & (exclude < a + n), exclude - a, torch.full_like(exclude, -1))
+        s, i = search(rows, min(k, n), local)
+        i = torch.where(i >= 0, i + a, i)
+        if best_s is not None:
+            s, i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
+        best_s, best_i = s, i
+    return best_s, best_i
 
 
 def _exact_by_screen(run, queries, corpus, k, exclude, rescore_bytes=64 << 20):
@@ -276,7 +316,7 @@ _OP.register("cpu", ("cpu",), registry.cpu_module_available, _cpu_impl)
 def _register_fake() -> None:
     @torch.library.register_fake("hybrid_fast::topk_ip")
     def _topk_ip_fake(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0):
-        ct = torch.float64 if queries.dtype == torch.float64 else torch.float32
+        ct = compute_dtype(queries.dtype)
         Q = queries.shape[0]
         return queries.new_empty((Q, k), dtype=ct), queries.new_empty((Q, k), dtype=torch.int64)
 

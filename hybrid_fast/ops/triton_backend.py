@@ -105,25 +105,11 @@ def _topk_chunked(q, c, k, exclude, chunk_elems: int = 1 << 26):
     """Multi-pass fallback (k > 256, float64, N >= 2^32 - 1): score corpus chunks of
     max(k, chunk_elems / Q) rows (Q x chunk scores in memory, never Q x N) and keep the best k."""
     from ..reference.topk import topk_scores
-    from .topk import _sort_rows
+    from .topk import topk_over_chunks
 
-    Q, N = q.shape[0], c.shape[0]
-    chunk = max(k, chunk_elems // max(1, Q))
-    best_s = best_i = None
-    for n0 in range(0, N, chunk):
-        cc = c[n0:n0 + chunk]
-        ex = None
-        if exclude is not None:
-            inside = (exclude >= n0) & (exclude < n0 + cc.shape[0])
-            ex = torch.where(inside, exclude - n0, torch.full_like(exclude, -1))
-        s, i = topk_scores(q, cc, min(k, cc.shape[0]), ex)
-        i = torch.where(i >= 0, i + n0, i)
-        if best_s is not None:
-            s, i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
-        best_s, best_i = s, i
-    if best_s.shape[1] < k:  # only when N < k, which validation excludes; keep the shape contract
-        raise ValueError(f"k must be <= N = {N}, got k = {k}")
-    return best_s, best_i
+    chunk = max(k, chunk_elems // max(1, q.shape[0]))
+    chunks = ((n0, c[n0:n0 + chunk]) for n0 in range(0, c.shape[0], chunk))
+    return topk_over_chunks(chunks, k, exclude, lambda rows, kk, ex: topk_scores(q, rows, kk, ex))
 
 
 def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):

@@ -99,6 +99,7 @@ class ParallelBatchSampler:
         self.seed, self.drop_last, self.rank, self.world_size = int(seed), drop_last, rank, world_size
         self.epoch = 0
         self.step = 0
+        self._permutation_cache: tuple[int, np.ndarray] | None = None  # (epoch, permutation)
 
     # ------------------------------------------------------------------ plan (pure functions)
     @property
@@ -111,8 +112,12 @@ class ParallelBatchSampler:
         return full if self.drop_last or rest == 0 else full + 1
 
     def permutation(self, epoch: int) -> np.ndarray:
-        """The order of the groups in ``epoch``."""
-        return np.random.default_rng([self.seed, epoch]).permutation(self.num_groups)
+        """The order of the groups in ``epoch`` (drawn once per epoch, not once per batch)."""
+        cached = self._permutation_cache
+        if cached is None or cached[0] != epoch:
+            cached = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_groups))
+            self._permutation_cache = cached
+        return cached[1]
 
     def batch_type(self, epoch: int, step: int) -> tuple[str, str | None]:
         """``("mono", lang)``, ``("cross", None)`` or ``("mixed", None)`` of global batch ``step``:

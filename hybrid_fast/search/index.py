@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..ops.topk import METRICS, _sort_rows, normalize_rows, topk_search
-from ..ops.validation import check_finite
+from ..ops.topk import METRICS, normalize_rows, topk_over_chunks, topk_search
+from ..ops.validation import check_finite, compute_dtype
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
@@ -118,7 +118,7 @@ class ExactIndex:
         elif self._doc_ids is not None:
             raise ValueError("this index has doc ids: give ids at every add")
         if self.metric == "cosine":
-            v = normalize_rows(v.to(torch.float64 if v.dtype == torch.float64 else torch.float32))
+            v = normalize_rows(v.to(compute_dtype(v.dtype)))
         self._chunks.append(v.to(self.dtype).contiguous().cpu())
 
     def _corpus(self) -> torch.Tensor:
@@ -182,29 +182,16 @@ class ExactIndex:
 
             ex = _exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
         metric = "cosine" if (self.metric == "cosine" and not self._normalized_on_disk) else "ip"
-        best_s = best_i = None
-        for a in range(0, N, chunk_rows):
-            b = min(N, a + chunk_rows)
-            with warnings.catch_warnings():  # read-only map: the op never writes its inputs
-                warnings.simplefilter("ignore", UserWarning)
-                chunk = torch.from_numpy(self._mmap[a:b])
-            if self.dtype == torch.bfloat16:
-                chunk = chunk.view(torch.bfloat16)
-            local = None
-            if ex is not None:
-                local = torch.where((ex >= a) & (ex < b), ex - a, torch.full_like(ex, -1))
-            s, i = topk_search(q, chunk, min(k, b - a), metric=metric, exclude=local, precision=precision,
-                               backend=backend)
-            i = torch.where(i >= 0, i + a, i)
-            if best_s is None:
-                best_s, best_i = s, i
-            else:  # earlier chunks hold smaller ids: concatenation keeps id order among equal scores
-                best_s, best_i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
-        if best_s.shape[1] < k:  # only when the first chunk was shorter than k and nothing followed
-            pad = k - best_s.shape[1]
-            best_s = torch.cat([best_s, best_s.new_full((q.shape[0], pad), float("-inf"))], 1)
-            best_i = torch.cat([best_i, best_i.new_full((q.shape[0], pad), -1)], 1)
-        return best_s, best_i
+
+        def chunks():
+            for a in range(0, N, chunk_rows):
+                with warnings.catch_warnings():  # read-only map: the op never writes its inputs
+                    warnings.simplefilter("ignore", UserWarning)
+                    chunk = torch.from_numpy(self._mmap[a:a + chunk_rows])
+                yield a, chunk.view(torch.bfloat16) if self.dtype == torch.bfloat16 else chunk
+
+        return topk_over_chunks(chunks(), k, ex, lambda rows, kk, local: topk_search(
+            q, rows, kk, metric=metric, exclude=local, precision=precision, backend=backend))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

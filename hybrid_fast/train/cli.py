@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 
+from ..cli import configure_logging
 from .config import add_config_arguments, config_from_args
 
 
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.INFO)
     return int(args.func(args) or 0)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from ..ops.infonce import infonce_loss
 from ..sampling import PairBatch, PairCollator, ParallelQADataset, make_sampler, split_articles
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -163,12 +163,13 @@ class Trainer:
             loss.backward()
             return float(loss.detach())
         # Gradient caching (Gao et al. 2021): embeddings without grad, loss gradient w.r.t. them,
-        # then each chunk again with grad, replaying its dropout through the saved RNG state.
+        # then each chunk again with grad, replaying its dropout through the saved RNG states (CPU
+        # and CUDA: dropout on a GPU draws from the device generator).
         pieces = self._features(batch, chunk)
         states, reps = [], []
         with torch.no_grad():
             for _, features in pieces:
-                states.append(torch.get_rng_state())
+                states.append(rng_state())
                 reps.append(self._embed(features))
         n_q = sum(1 for kind, _ in pieces if kind == "query")
         q = torch.cat(reps[:n_q]).requires_grad_()
@@ -176,11 +177,11 @@ class Trainer:
         loss = self._loss(q, p, batch)
         loss.backward()
         grads = list(q.grad.split([r.shape[0] for r in reps[:n_q]])) + list(p.grad.split([r.shape[0] for r in reps[n_q:]]))
-        end_state = torch.get_rng_state()
+        end_state = rng_state()
         for (_, features), state, grad in zip(pieces, states, grads):
-            torch.set_rng_state(state)
+            set_rng_state(state)
             self._embed(features).backward(grad)
-        torch.set_rng_state(end_state)
+        set_rng_state(end_state)
         return float(loss.detach())
 
     def training_step(self) -> tuple[float, list]:
@@ -319,7 +320,8 @@ class Trainer:
         if bar is not None:
             bar.close()
         finished = self.state["step"] >= cfg.max_steps or self.state["stopped_early"]
-        if finished and cfg.val_every and self.state["step"] % cfg.val_every != 0:
+        # losses: only when this call trained (resuming a finished run must not log it twice)
+        if finished and losses and cfg.val_every and self.state["step"] % cfg.val_every != 0:
             self._validate(self.state["step"])
         if finished and self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)  # early stopping keeps the best validation

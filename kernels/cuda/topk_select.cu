@@ -193,7 +193,8 @@ cudaError_t launch_select(SelectParams p, int64_t rows, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   p.seg_len = (p.cols + p.segments - 1) / p.segments;
   const int threads = p.seg_len >= (1 << 16) ? 1024 : p.seg_len >= 4096 ? 512 : 256;
-  const bool sorted = p.k <= kTopkSortMax;
+  // Per-segment partials are re-selected by the merge: only whole rows need sorting.
+  const bool sorted = p.k <= kTopkSortMax && p.segments == 1;
   const int64_t kk = p.k < p.seg_len ? p.k : p.seg_len;
   int64_t P = 1;
   while (P < kk) P <<= 1;

@@ -86,6 +86,8 @@ import torch
 import triton
 import triton.language as tl
 
+from hybrid_fast.ops.validation import compute_dtype
+
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 
@@ -95,6 +97,23 @@ def _launch(kernel, grid, *args, **kwargs):
     if INTERPRET:
         return kernel[grid](*args, **kwargs)
     return torch.library.wrap_triton(kernel)[grid](*args, **kwargs)
+
+
+@triton.jit
+def _dot_nt(a_ptr, a_rows64, a_ok, stride_a, b_ptr, b_rows64, b_ok, stride_b, D, acc, BLOCK_K: tl.constexpr,
+            UPCAST: tl.constexpr, PRECISION: tl.constexpr, ACC: tl.constexpr):
+    """acc + A[a_rows] @ B[b_rows]^T over the whole of d (K-loop in BLOCK_K): the score tile of
+    every kernel here and in topk.py (A, B row-major with row strides stride_a, stride_b)."""
+    for k0 in range(0, D, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < D
+        at = tl.load(a_ptr + a_rows64[:, None] * stride_a + ks[None, :], mask=a_ok[:, None] & k_ok[None, :], other=0.0)
+        bt = tl.load(b_ptr + b_rows64[:, None] * stride_b + ks[None, :], mask=b_ok[:, None] & k_ok[None, :], other=0.0)
+        if UPCAST:
+            at = at.to(ACC)
+            bt = bt.to(ACC)
+        acc = tl.dot(at, tl.trans(bt), acc, input_precision=PRECISION, out_dtype=ACC)
+    return acc
 
 
 @triton.jit
@@ -154,16 +173,8 @@ def _rows_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < N
         cols64 = cols.to(tl.int64)
-        raw = tl.zeros([BLOCK_M, BLOCK_N], ACC)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < D
-            qt = tl.load(q_ptr + rows64[:, None] * stride_q + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            pt = tl.load(p_ptr + cols64[:, None] * stride_p + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-            if UPCAST:
-                qt = qt.to(ACC)
-                pt = pt.to(ACC)
-            raw = tl.dot(qt, tl.trans(pt), raw, input_precision=PRECISION, out_dtype=ACC)
+        raw = _dot_nt(q_ptr, rows64, row_ok, stride_q, p_ptr, cols64, col_ok, stride_p, D,
+                      tl.zeros([BLOCK_M, BLOCK_N], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
         s = raw * scale
         is_pos = cols[None, :] == lab[:, None]
         valid = col_ok[None, :] & (rows[:, None] >= 0)
@@ -279,16 +290,8 @@ def _cols_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0).to(ACC)
         a = tl.load(a_ptr + rows, mask=row_ok, other=0.0).to(ACC)
         b = tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(ACC)
-        raw = tl.zeros([BLOCK_N, BLOCK_M], ACC)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < D
-            pt = tl.load(p_ptr + cols64[:, None] * stride_p + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-            qt = tl.load(q_ptr + rows64[:, None] * stride_q + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            if UPCAST:
-                qt = qt.to(ACC)
-                pt = pt.to(ACC)
-            raw = tl.dot(pt, tl.trans(qt), raw, input_precision=PRECISION, out_dtype=ACC)
+        raw = _dot_nt(p_ptr, cols64, col_ok, stride_p, q_ptr, rows64, row_ok, stride_q, D,
+                      tl.zeros([BLOCK_N, BLOCK_M], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
         is_pos = cols[:, None] == lab[None, :]
         valid = col_ok[:, None] & row_ok[None, :]
         if HAS_GROUPS:
@@ -349,10 +352,6 @@ def _dtype_config(dtype: torch.dtype):
     if dtype == torch.float32:
         return tl.float32, True, "ieee"
     return tl.float32, INTERPRET, "tf32"  # 16-bit inputs: native tensor-core dot on GPU
-
-
-def _compute_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _dkind(dtype) -> str:
@@ -441,7 +440,7 @@ def rows_pass(q, p, labels, scale, q_groups, p_groups, a=None, b=None, *, row_bl
     also (dq like q, per-row dscale terms (B,)). Inputs contiguous and validated."""
     B, D = q.shape
     N = p.shape[0]
-    ct = _compute_dtype(q.dtype)
+    ct = compute_dtype(q.dtype)
     acc, upcast, prec = _dtype_config(q.dtype)
     grad = a is not None
     cfg = config(D, q.dtype, "rows" if grad else "fwd", B=B, N=N, row_block=row_block, col_block=col_block,
@@ -492,7 +491,7 @@ def infonce_bwd(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, ls
     """Schema of ``hybrid_fast::infonce_bwd``: gradients of sum_i g_i loss_i + h_i lse_i.
     -> (dq like q, dp like p, dscale 0-d compute dtype). ``passes(d, grad=True) `` passes (4 with
     all of d in one program)."""
-    ct = _compute_dtype(q.dtype)
+    ct = compute_dtype(q.dtype)
     g = grad_rows.to(ct).contiguous()
     a = g + grad_lse.to(ct) if grad_lse is not None else g
     a = a.contiguous()
@@ -507,7 +506,7 @@ def infonce_fused(q, p, labels, scale, q_groups, p_groups, row_weights, row_bloc
     """Schema of ``hybrid_fast::infonce_fused``: loss = sum_i w_i loss_i and its gradients.
     -> (loss 0-d, lse (B,) float64, dq like q, dp like p, dscale 0-d). ``passes(d, grad=True)``
     passes (4 with all of d in one program)."""
-    w = row_weights.to(_compute_dtype(q.dtype)).contiguous()
+    w = row_weights.to(compute_dtype(q.dtype)).contiguous()
     rows, lse, dq, dsc = rows_pass(q, p, labels, scale, q_groups, p_groups, w, w, row_block=row_block,
                                    col_block=col_block, **tiles)
     dp = cols_pass(q, p, labels, scale, q_groups, p_groups, lse, w, w, row_block=row_block, col_block=col_block,

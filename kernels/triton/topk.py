@@ -28,11 +28,11 @@ import torch
 import triton
 import triton.language as tl
 
-from .infonce import INTERPRET, _launch, _pow2_block
+from hybrid_fast.ops.topk import ID_MASK, decode_keys  # the key format, shared with backend "cuda"
+
+from .infonce import INTERPRET, _dot_nt, _launch, _pow2_block
 
 KP_MAX = 256
-MIN_KEY = -(2 ** 63)
-ID_MASK = 0xFFFFFFFF
 
 
 @triton.jit
@@ -46,21 +46,13 @@ def _topk_kernel(q_ptr, x_ptr, ex_ptr, out_ptr, Q, N, D, E, n_per_split, stride_
     rows64 = rows.to(tl.int64)
     n_start = pid_s * n_per_split
     n_end = tl.minimum(N, n_start + n_per_split)
-    best = tl.full([BLOCK_Q, KP], -9223372036854775808, tl.int64)
+    best = tl.full([BLOCK_Q, KP], -9223372036854775808, tl.int64)  # MIN_KEY (jit: a literal)
     for n0 in range(n_start, n_end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < n_end
         cols64 = cols.to(tl.int64)
-        acc = tl.zeros([BLOCK_Q, BLOCK_N], tl.float32)
-        for k0 in range(0, D, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < D
-            qt = tl.load(q_ptr + rows64[:, None] * stride_q + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-            xt = tl.load(x_ptr + cols64[:, None] * stride_x + ks[None, :], mask=col_ok[:, None] & k_ok[None, :], other=0.0)
-            if UPCAST:
-                qt = qt.to(tl.float32)
-                xt = xt.to(tl.float32)
-            acc = tl.dot(qt, tl.trans(xt), acc, input_precision=PRECISION, out_dtype=tl.float32)
+        acc = _dot_nt(q_ptr, rows64, row_ok, stride_q, x_ptr, cols64, col_ok, stride_x, D,
+                      tl.zeros([BLOCK_Q, BLOCK_N], tl.float32), BLOCK_K, UPCAST, PRECISION, tl.float32)
         s = tl.where(acc != acc, float("-inf"), acc)  # NaN never returned
         s = tl.where(s == 0.0, 0.0, s)  # -0 -> +0: equal scores must tie on the id
         ok = col_ok[None, :] & row_ok[:, None]
@@ -71,23 +63,13 @@ def _topk_kernel(q_ptr, x_ptr, ex_ptr, out_ptr, Q, N, D, E, n_per_split, stride_
         bits = s.to(tl.int32, bitcast=True)
         ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
         key = (ordered.to(tl.int64) << 32) | (4294967295 - cols64)[None, :]
-        key = tl.where(ok, key, -9223372036854775808)
+        key = tl.where(ok, key, -9223372036854775808)  # MIN_KEY
         tile_top = tl.topk(key, KP, dim=1)
         merged = tl.reshape(tl.join(best, tile_top), [BLOCK_Q, 2 * KP])
         best = tl.topk(merged, KP, dim=1)
     kp = tl.arange(0, KP)
     out = out_ptr + (rows64[:, None] * tl.num_programs(1) + pid_s) * KP + kp[None, :]
     tl.store(out, best, mask=row_ok[:, None])
-
-
-def decode_keys(keys: torch.Tensor):
-    """Packed int64 keys -> (scores float32, ids int64); padding and -inf scores -> (-inf, -1)."""
-    ordered = (keys >> 32).to(torch.int32)
-    bits = torch.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF)
-    scores = bits.view(torch.float32).clone()
-    ids = ID_MASK - (keys & ID_MASK)
-    pad = (keys == MIN_KEY) | (scores == float("-inf"))
-    return scores.masked_fill(pad, float("-inf")), ids.masked_fill(pad, -1)
 
 
 def fused_supported(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> bool:

@@ -115,3 +115,23 @@ def test_config_file_flags_and_errors(tmp_path):
         TrainConfig(sampler="mono")
     with pytest.raises(ValueError, match="batch_size"):
         TrainConfig(batch_size=0)
+
+
+def test_saved_biencoder_is_evaluated_as_trained(tiny_model, tmp_path):
+    """Encoder reads biencoder_config.json: a model trained with CLS pooling and no normalisation
+    embeds exactly as the BiEncoder does (unless the caller overrides the choice)."""
+    from hybrid_fast.encoder import Encoder
+    from hybrid_fast.model import BiEncoder
+
+    model = tiny_model(dropout=0.0)
+    model.pooling, model.normalize = "cls", False
+    folder = model.save_pretrained(tmp_path / "model")
+    enc = Encoder(str(folder), query_prefix="", passage_prefix="", max_length=16, device="cpu")
+    assert (enc.pooling, enc.normalize) == ("cls", False)
+    texts = ["a question", "another longer question here"]
+    model.eval()
+    with torch.no_grad():
+        expected = model(model.tokenize(texts, "query"))
+    torch.testing.assert_close(enc.encode(texts, kind="query").float(), expected.float(), rtol=1e-4, atol=1e-5)
+    assert Encoder(str(folder), pooling="mean", device="cpu").pooling == "mean"
+    assert BiEncoder.from_pretrained(str(folder)).pooling == "cls"
