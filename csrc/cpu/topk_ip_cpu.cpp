@@ -73,10 +73,11 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
     const int64_t per_query = topk_capacity(k) * entry_bytes;
     p.Qt = std::max<int64_t>(1, std::min(p.Qt, kHandlerBytesPerTask / per_query));
   }
-  // Score tile of about kScoreTileElems (1 MiB fp32; at::mm on a 500-query block measured 84
-  // GFLOP/s a core with 512 columns vs 80 with 256, and the filter reads the tile once from
-  // L2/L3), at least 256 columns so at::mm calls stay large; few queries get long tiles.
-  // Auto tiles are multiples of 64 columns: MKL runs ~10% slower on ragged widths (e.g. 262).
+  // Score tile of about kScoreTileElems (1 MiB fp32), at least 256 columns so at::mm calls stay
+  // large; few queries get long tiles. Auto widths are multiples of 64 columns: on a 500-query
+  // block MKL ran 0-16% slower at the former 262 columns than at 256, while 256 / 512 / 1024
+  // were within run-to-run noise of each other (benches/topk_tile_widths.py, 4 runs); the
+  // filter reads the tile once, from L2/L3.
   p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt / 64 * 64, kMinTileN, kMaxTileN));
   const int64_t nqb = ceil_div(Q, p.Qt);
   if (splits > 0) {
