@@ -23,10 +23,11 @@ namespace hybrid_fast::cpu::HF_ISA {
 namespace {
 
 #ifdef HF_DOT_SIMD
-// Prefetch distance in 4-row blocks. Measured in an A/B with a temporary build switch (N = 200k,
-// d = 768, 2 threads, 2 interleaved runs): Q = 16 fp32 57-59 ms with the prefetch aimed at the
-// current block, 38-40 ms at 2 blocks ahead, no better at 4 or 6; Q = 1 unchanged (the stream
-// is already sequential enough for the hardware prefetcher when every block is consumed at once).
+// Prefetch distance in 4-row blocks (12 KiB ahead for bf16 rows of d = 768, 24 KiB for fp32).
+// Measured in A/Bs with a temporary build switch (N = 200k, d = 768, 2 threads): with one burst
+// per register block, Q = 16 fp32 took 57-59 ms aimed at the current block, 38-40 ms at 2 ahead,
+// no better at 4 or 6; with the lines spread over the d loop (PrefetchStream), 1, 3 and 4 blocks
+// ahead were no better than 2 in 2 alternating rounds (4 was 10-50% slower).
 constexpr int64_t kPrefetchBlocks = 2;
 
 inline __m256i lanes_below(int64_t n) {
