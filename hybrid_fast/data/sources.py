@@ -35,13 +35,10 @@ _OFFLINE_ENV = ("HYBRID_FAST_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
 @dataclass(frozen=True)
 class RemoteSource:
-    """How to fetch one named dataset: ``url_for(file_name)`` gives each file's URL,
-    ``file_for(lang)`` the file name of one language (``None`` for single-folder datasets)."""
+    """How to fetch one named dataset: ``url_for(file_name)`` gives each file's URL."""
 
     description: str
     url_for: Callable[[str], str] | None
-    file_for: Callable[[str], str] | None
-    archive_url: str | None = None  # a zip whose single top folder becomes the dataset folder
 
 
 KNOWN_SOURCES: dict[str, RemoteSource] = {
@@ -50,12 +47,10 @@ KNOWN_SOURCES: dict[str, RemoteSource] = {
         url_for=lambda f: (
             "https://raw.githubusercontent.com/google-research-datasets/lareqa/master/xquad-r/" + f
         ),
-        file_for=lambda lang: f"{lang}.json",
     ),
     "xquad": RemoteSource(
         description="XQuAD (xquad.{lang}.json), github.com/google-deepmind/xquad",
         url_for=lambda f: "https://raw.githubusercontent.com/google-deepmind/xquad/master/" + f,
-        file_for=lambda lang: f"xquad.{lang}.json",
     ),
 }
 

@@ -171,6 +171,22 @@ def average_precision_from_ranks(ranks: np.ndarray) -> np.ndarray:
         return np.where(count > 0, precision.sum(axis=1) / count, np.nan)
 
 
+def ndcg_at_k_from_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
+    """nDCG@k per query with binary relevance from the 1-based ranks of its relevant items
+    (<= 0 = padding; the valid ranks of a row must be distinct): ``sum_{r <= k} 1/log2(1 + r)``
+    over the row's ranks over the ideal ``sum_{i=1..min(n, k)} 1/log2(1 + i)``, n = valid ranks
+    (``ndcg@k`` above with grades 1 on a full ranking). float64 ``[Q]``; NaN for rows with none."""
+    ranks = _as_ranks(ranks)
+    if k < 1:
+        raise ValueError(f"k: expected a positive integer, got {k}")
+    valid = ranks > 0
+    count = valid.sum(axis=1)
+    gains = np.where(valid & (ranks <= k), 1.0 / np.log2(1.0 + np.maximum(ranks, 1)), 0.0).sum(axis=1)
+    ideal = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(2.0 + np.arange(k)))])[np.minimum(count, k)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, gains / ideal, np.nan)
+
+
 def recall_at_k_from_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
     """Fraction of each query's relevant items ranked within the top ``k``; NaN with none."""
     ranks = _as_ranks(ranks)

@@ -107,33 +107,3 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def lareqa_markdown(result: dict) -> str:
-    """Markdown table: one row per query language and a macro row (mAP mono/cross/multi,
-    R@1 mono/cross, R@10 multi, rank distance)."""
-    header = "| lang | mono mAP | cross mAP | multi mAP | mono R@1 | cross R@1 | multi R@10 | rank dist. |"
-    lines = [header, "|" + "---|" * 8]
-    keys = ("mono_map", "cross_map", "multi_map", "mono_r@1", "cross_r@1", "multi_r@10")
-    for lang, v in result["per_language"].items():
-        lines.append(f"| {lang} | " + " | ".join(_fmt(v[k]) for k in keys) + f" | {_fmt(v['rank_distance'], 1)} |")
-    macro = (result["mono"]["map"], result["cross"]["map"], result["multi"]["map"],
-             result["mono"]["r@1"], result["cross"]["r@1"], result["multi"]["r@10"])
-    lines.append("| **macro** | " + " | ".join(f"**{_fmt(v)}**" for v in macro)
-                 + f" | **{_fmt(result['rank_distance'], 1)}** |")
-    return "\n".join(lines)
-
-
-def cross_matrix_markdown(result: dict) -> str:
-    """Markdown L x L mAP matrix (rows: query language, columns: candidate language)."""
-    languages = result["cross_matrix"]["languages"]
-    lines = ["| q \\ c | " + " | ".join(languages) + " |", "|" + "---|" * (len(languages) + 1)]
-    for lang, values in zip(languages, result["cross_matrix"]["map"]):
-        lines.append(f"| {lang} | " + " | ".join(_fmt(v, 2) for v in values) + " |")
-    return "\n".join(lines)
-
-
-def beir_markdown(result: dict) -> str:
-    """Markdown one-row table of the BEIR metric keys."""
-    keys = [k for k in result if k not in ("timing", "data", "config")]
-    return "| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n| " + " | ".join(_fmt(result[k], 4) for k in keys) + " |"

@@ -4,8 +4,8 @@ language bias (rank distance). Definitions: :mod:`hybrid_fast.eval.metrics` and 
 Settings, for languages L (11 on XQuAD-R), ranking candidates by inner product (ties: lower
 candidate index first):
 
-* mono (X, X): queries in X ranked against the candidates of X; mAP and R@1 per X; ``mono`` =
-  mean over X.
+* mono (X, X): queries in X ranked against the candidates of X; mAP, R@1 and nDCG@10 (binary
+  relevance, BEIR's definition) per X; ``mono`` = mean over X.
 * cross (X, Y), Y != X: queries in X against the candidates of Y; relevant = the answer sentence
   in Y. ``cross`` = mean over X of (mean over Y != X), i.e. macro per query language then
   overall (110 settings on XQuAD-R).
@@ -29,6 +29,7 @@ import torch
 from .metrics import (
     average_precision_from_ranks,
     nanmean_or_nan,
+    ndcg_at_k_from_ranks,
     rank_distance_from_ranks,
     recall_at_k_from_ranks,
 )
@@ -68,7 +69,7 @@ def lareqa_scores_from_embeddings(
         chunk_size: queries per ranking chunk.
 
     Returns:
-        ``{"mono": {"map", "r@1"}, "cross": {"map", "r@1"}, "multi": {"map", "r@10"},
+        ``{"mono": {"map", "r@1", "ndcg@10"}, "cross": {"map", "r@1"}, "multi": {"map", "r@10"},
         "rank_distance": float, "per_language": {lang: {...}}, "cross_matrix": {"languages",
         "map": [[...]], "r@1": [[...]]}}``; ``cross_matrix[...][x][y]`` = queries in x,
         candidates in y (the diagonal is the mono setting).
@@ -103,11 +104,14 @@ def lareqa_scores_from_embeddings(
             ranks = np.where(rel_lang[rows] == y, own_group_rank[rows], 0)
             map_matrix[x, y] = nanmean_or_nan(average_precision_from_ranks(ranks))
             r1_matrix[x, y] = nanmean_or_nan(recall_at_k_from_ranks(ranks, 1))
+            if y == x:
+                mono_ndcg = nanmean_or_nan(ndcg_at_k_from_ranks(ranks, 10))
         others = [y for y in range(num_langs) if y != x]
         multi_ranks = pooled_rank[rows]
         per_language[lang] = {
             "mono_map": float(map_matrix[x, x]),
             "mono_r@1": float(r1_matrix[x, x]),
+            "mono_ndcg@10": mono_ndcg,
             "cross_map": nanmean_or_nan(map_matrix[x, others]) if others else float("nan"),
             "cross_r@1": nanmean_or_nan(r1_matrix[x, others]) if others else float("nan"),
             "multi_map": nanmean_or_nan(average_precision_from_ranks(multi_ranks)),
@@ -120,7 +124,7 @@ def lareqa_scores_from_embeddings(
         return nanmean_or_nan([per_language[lang][key] for lang in languages])
 
     return {
-        "mono": {"map": macro("mono_map"), "r@1": macro("mono_r@1")},
+        "mono": {"map": macro("mono_map"), "r@1": macro("mono_r@1"), "ndcg@10": macro("mono_ndcg@10")},
         "cross": {"map": macro("cross_map"), "r@1": macro("cross_r@1")},
         "multi": {"map": macro("multi_map"), "r@10": macro("multi_r@10")},
         "rank_distance": macro("rank_distance"),

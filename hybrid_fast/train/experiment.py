@@ -7,8 +7,8 @@ test articles and the candidate sentences of their paragraphs), in the training 
 
 * Table-1 mAP (mono / cross / multi) and rank distance from
   :func:`hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`;
-* nDCG@10 per monolingual setting from :func:`hybrid_fast.eval.metrics.beir_metrics` (one
-  relevant sentence per query), macro-averaged over languages.
+* nDCG@10 per monolingual setting (binary relevance: the query's relevant sentences in its own
+  language), macro-averaged over languages, from the same ranks as mono mAP (same function).
 
 The article split (:func:`hybrid_fast.sampling.split_articles`) is on XQuAD titles; XQuAD-R
 shares XQuAD's question ids, so the restriction is by question id, and a candidate belongs to the
@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .config import TrainConfig
 from .trainer import Trainer, build_datasets, plot_metrics, seed_everything
@@ -75,8 +74,8 @@ def test_lareqa(data_dir: str | Path, languages, test_articles) -> "object":
 
 
 def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64) -> dict:
-    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` on a LAReQA dataset."""
-    from ..eval.metrics import beir_metrics
+    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` on a LAReQA dataset:
+    :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
     from ..eval.xquad_r import lareqa_scores_from_embeddings
 
     start = time.perf_counter()
@@ -84,19 +83,6 @@ def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, ba
     c_emb = model.encode([passage_prefix + c.sentence for c in dataset.candidates], "passage", batch_size)
     q_lang, c_lang = dataset.question_lang_ids(), dataset.candidate_lang_ids()
     result = lareqa_scores_from_embeddings(q_emb, c_emb, dataset.relevant, q_lang, c_lang, dataset.languages)
-    ndcg = {}
-    q_lang_t, c_lang_t = torch.tensor(q_lang), torch.tensor(c_lang)
-    for x, lang in enumerate(dataset.languages):
-        qs, cs = torch.nonzero(q_lang_t == x).flatten(), torch.nonzero(c_lang_t == x).flatten()
-        scores = q_emb[qs] @ c_emb[cs].T
-        top = scores.topk(min(100, len(cs)), dim=1)
-        run, qrels = {}, {}
-        for row, qi in enumerate(qs.tolist()):
-            run[str(qi)] = {str(cs[j].item()): float(s) for s, j in zip(top.values[row], top.indices[row])}
-            qrels[str(qi)] = {str(c): 1 for c in dataset.relevant[qi] if c_lang[c] == x}
-        ndcg[lang] = beir_metrics(qrels, run)["ndcg@10"]
-        result["per_language"][lang]["mono_ndcg@10"] = ndcg[lang]
-    result["mono"]["ndcg@10"] = float(np.mean(list(ndcg.values())))
     result["eval_s"] = time.perf_counter() - start
     return result
 

@@ -6,6 +6,8 @@ import torch
 
 from hybrid_fast.eval.metrics import (
     average_precision_from_ranks,
+    beir_metrics_per_query,
+    ndcg_at_k_from_ranks,
     rank_distance_from_ranks,
     recall_at_k_from_ranks,
 )
@@ -27,11 +29,35 @@ def test_hand_computed_average_precision_recall_distance():
     assert dist[0] == 2 and dist[1] == 0 and np.isnan(dist[2]) and dist[3] == 8
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ndcg_from_ranks_matches_the_beir_definition(seed):
+    # Random rankings of 30 docs with 0-12 relevant each (some past the cut-off, some rows empty):
+    # the rank-based nDCG@k equals the BEIR/trec_eval one computed from a scored run.
+    rng = np.random.default_rng(seed)
+    ranks, run, qrels = [], {}, {}
+    for q in range(20):
+        rel = sorted(rng.choice(30, size=int(rng.integers(0, 13)), replace=False) + 1)
+        ranks.append(rel + [0] * (12 - len(rel)))
+        run[str(q)] = {f"d{r}": float(100 - r) for r in range(1, 31)}
+        qrels[str(q)] = {f"d{r}": 1 for r in rel}
+    ranks = np.array(ranks)
+    for k in (1, 5, 10):
+        got = ndcg_at_k_from_ranks(ranks, k)
+        per_query = beir_metrics_per_query({q: v for q, v in qrels.items() if v}, run, k_values=[k])
+        for q in range(20):
+            if qrels[str(q)]:
+                assert got[q] == pytest.approx(per_query[str(q)][f"ndcg@{k}"], abs=1e-12)
+            else:
+                assert np.isnan(got[q])
+
+
 def test_rank_errors():
     with pytest.raises(ValueError, match="2-D integer"):
         average_precision_from_ranks(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="k: expected a positive"):
         recall_at_k_from_ranks(np.array([[1]]), 0)
+    with pytest.raises(ValueError, match="k: expected a positive"):
+        ndcg_at_k_from_ranks(np.array([[1]]), 0)
 
 
 def test_hand_computed_two_language_case():
@@ -110,6 +136,7 @@ def test_matches_brute_force_on_random_embeddings(seed, quantize):
     off_diagonal = ap_matrix[~np.eye(num_langs, dtype=bool)].reshape(num_langs, -1).mean(1).mean()
     assert result["cross"]["map"] == pytest.approx(off_diagonal, abs=1e-12)
     assert result["mono"]["map"] == pytest.approx(np.diag(ap_matrix).mean(), abs=1e-12)
+    assert 0.0 < result["mono"]["ndcg@10"] <= 1.0  # value: test_ndcg_from_ranks_matches_the_beir_definition
 
 
 def test_outranking_groups_in_any_order_and_padding():

@@ -74,6 +74,34 @@ def test_gradient_cache_with_dropout_is_deterministic_and_bf16_runs(tiny_model, 
     assert losses[0] == losses[1]
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_gradient_cache_replay_reproduces_the_first_pass_dropout(tiny_model, tmp_path, bf16):
+    """The grad-enabled replay of each chunk must draw the dropout masks of its no-grad first pass
+    (else the cached loss gradient belongs to other embeddings): equal embeddings, bit for bit."""
+    t = Trainer(config(tmp_path, grad_cache_chunk=4, max_steps=2, val_every=0, bf16=bf16),
+                model=tiny_model(dropout=0.1), train_data=tiny_data())
+    embed, calls = t._embed, []
+
+    def spy(features):
+        out = embed(features)
+        calls.append((torch.is_grad_enabled(), out.detach().clone()))
+        return out
+
+    t._embed = spy  # the instance attribute shadows the method
+    t.train(save_model=False)
+    # Per step, batch 6 in chunks of 4: 2 query + 2 passage chunks, first pass then replay.
+    assert [grad for grad, _ in calls] == ([False] * 4 + [True] * 4) * 2
+    for step in range(2):
+        first, replay = calls[8 * step:8 * step + 4], calls[8 * step + 4:8 * step + 8]
+        for (_, a), (_, b) in zip(first, replay):
+            assert torch.equal(a, b)
+    # Not vacuous: without the RNG replay the same chunk embeds differently.
+    t.model.train()
+    features = t.model.tokenize(["en question number 1 about topic 1"] * 4, "query")
+    with torch.no_grad():
+        assert not torch.equal(embed(features), embed(features))
+
+
 def test_fused_and_reference_loss_train_alike_and_simcse_runs(tiny_model, tmp_path):
     data = tiny_data()
     out = {}
