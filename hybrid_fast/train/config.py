@@ -1,7 +1,8 @@
 """Training arguments: one dataclass, loadable from a YAML/JSON file and overridable by flags.
 
-Precedence: dataclass defaults < config file (``--config FILE``) < command-line flags. Every
-field is a flag ``--field-name`` (booleans: ``--flag`` / ``--no-flag``).
+Precedence: dataclass defaults < preset (``hybrid-fast experiment`` only) < config file
+(``--config FILE``) < command-line flags, all merged by :func:`config_from_args`. Every field is a
+flag ``--field-name`` (booleans: ``--flag`` / ``--no-flag``).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..sampling.samplers import SAMPLERS
 
@@ -147,9 +148,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
 
 
-def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
-    """TrainConfig from defaults, then ``args.config`` (if any), then the flags given, then ``overrides``."""
-    values: dict[str, Any] = load_config_file(args.config) if getattr(args, "config", None) else {}
+def config_from_args(args: argparse.Namespace, *, preset: Mapping[str, Any] | None = None,
+                     **overrides) -> TrainConfig:
+    """The one merge of TrainConfig values, for every entry point (``train`` and ``experiment``).
+
+    Precedence, lowest first: dataclass defaults < ``preset`` (e.g. the experiment's ``--quick``
+    settings) < ``args.config`` file (if any) < flags given (attributes of ``args`` named like a
+    field and not None, so a flag equal to the default still wins) < ``overrides``.
+
+    Raises:
+        ValueError: as :func:`load_config_file` and :meth:`TrainConfig.validate`.
+    """
+    values: dict[str, Any] = dict(preset or {})
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
     for f in dataclasses.fields(TrainConfig):
         given = getattr(args, f.name, None)
         if given is not None:

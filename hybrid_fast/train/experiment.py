@@ -26,23 +26,27 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .trainer import Trainer, build_datasets, plot_metrics, seed_everything
+from .config import TrainConfig, config_from_args
+from .trainer import Trainer, build_datasets, load_xquad, plot_metrics, seed_everything
 
 log = logging.getLogger(__name__)
 
 TRAINED_ARMS = ("x-x-mono", "x-y", "hybrid", "simcse")
 ARMS = ("zero-shot",) + TRAINED_ARMS
 
-# Presets (flags override). Small: 3 seeds x 4 arms of real training on a shared 2-core CPU.
+# Presets (--config and flags override them: config_from_args). Small: 3 seeds x 4 arms of real
+# training on a shared 2-core CPU.
 FULL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_length=32, passage_max_length=96,
             val_every=10, val_batches=2, save_every=0, log_every=2)
 QUICK = dict(FULL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
 
 
-def test_lareqa(data_dir: str | Path, languages, test_articles) -> "object":
+def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad=None) -> "object":
     """XQuAD-R in ``languages`` restricted to the questions of ``test_articles`` (XQuAD titles)
     and the candidate sentences of their paragraphs (a :class:`LareqaDataset`).
+
+    ``xquad``: the XQuAD records (``[ParallelQA]``) of ``languages[0]``, already parsed (they map
+    question ids to titles); default: parsed here from ``data_dir/xquad``.
 
     Raises:
         ValueError: a test question missing from XQuAD-R, or a paragraph assigned to no split.
@@ -51,7 +55,7 @@ def test_lareqa(data_dir: str | Path, languages, test_articles) -> "object":
 
     data_dir = Path(data_dir)
     full = load_lareqa(data_dir / "xquad-r", languages)
-    squad = load_squad_parallel(data_dir / "xquad", [languages[0]])[languages[0]]
+    squad = xquad if xquad is not None else load_squad_parallel(data_dir / "xquad", [languages[0]])[languages[0]]
     article_of = {r.group_id: r.article for r in squad}
     missing = [q.qid for q in full.questions if q.qid not in article_of]
     if missing:
@@ -132,6 +136,10 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
 
     Returns ``{"arms": {arm: summarize(...)}, "settings", "split", "test_set", "timing_s"}``;
     ``zero-shot`` is evaluated once (it has no seed dependence) and reported with std 0.
+
+    XQuAD is parsed and split once per call: every arm and seed trains on the same
+    :class:`ParallelQADataset` pair (what ``Trainer(cfg)`` would build for itself, since arms and
+    seeds change no data field), and the test set comes from the same records.
     """
     from ..model import BiEncoder
 
@@ -140,8 +148,9 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
         raise ValueError(f"arms: expected a subset of {list(ARMS)}, got unknown {unknown}")
     work_dir = Path(work_dir)
     base = base.replace(data_dir=str(data_dir))
-    _, _, split = build_datasets(base)
-    test = test_lareqa(data_dir, tuple(base.languages), split["test"])
+    records = load_xquad(base)
+    train_data, dev_data, split = build_datasets(base, records)
+    test = test_lareqa(data_dir, tuple(base.languages), split["test"], xquad=records[base.languages[0]])
     log.info("test set: %s", test.summary())
     started = time.perf_counter()
     results: dict = {"arms": {}, "split": split, "test_set": test.summary(),
@@ -159,7 +168,7 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 train_info = None
             else:
                 cfg = base.replace(sampler=arm, seed=seed, output_dir=str(work_dir / f"{arm}-seed{seed}"))
-                trainer = Trainer(cfg)
+                trainer = Trainer(cfg, train_data=train_data, val_data=dev_data, split=split)
                 summary = trainer.train(save_model=keep_models)
                 model = trainer.model
                 train_info = {k: summary[k] for k in ("final_loss", "best_val_loss", "examples_per_s", "wall_s")}
@@ -188,16 +197,9 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    """``hybrid-fast experiment``: preset (``--quick`` or full) < ``--config`` < flags."""
-    import dataclasses
-
-    from .config import load_config_file
-
-    preset = QUICK if args.quick else FULL
-    explicit = load_config_file(args.config) if args.config else {}
-    explicit.update({f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                     if getattr(args, f.name, None) is not None})
-    base = TrainConfig(**{**preset, **explicit})
+    """``hybrid-fast experiment``: defaults < preset (``--quick`` or full) < ``--config`` < flags
+    (the merge of ``hybrid-fast train``, :func:`config_from_args`, with the preset as a layer)."""
+    base = config_from_args(args, preset=QUICK if args.quick else FULL)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     arms = tuple(args.arms) if args.arms else ARMS
     report_dir = args.report_dir or str(Path(args.output).parent)

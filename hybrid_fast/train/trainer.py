@@ -36,16 +36,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_datasets(config: TrainConfig) -> tuple[ParallelQADataset, ParallelQADataset | None, dict[str, list[str]]]:
-    """Load ``<data_dir>/xquad`` in ``config.languages`` and split it by article.
+def load_xquad(config: TrainConfig) -> dict:
+    """Parse ``<data_dir>/xquad`` in ``config.languages``: ``{lang: [ParallelQA]}`` (file order)."""
+    from ..data import load_squad_parallel
+
+    return load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
+
+
+def build_datasets(config: TrainConfig, records: dict | None = None
+                   ) -> tuple[ParallelQADataset, ParallelQADataset | None, dict[str, list[str]]]:
+    """Split XQuAD in ``config.languages`` by article.
+
+    ``records``: ``{lang: [ParallelQA]}`` already parsed by :func:`load_xquad` (holding at least
+    ``config.languages``); default: parsed here from ``config.data_dir``. The result depends only
+    on the records and ``languages``, ``dev_articles``, ``test_articles``, ``split_seed`` (no
+    global RNG is drawn), so one call can serve every run that shares those fields.
 
     Returns ``(train, dev or None, split)``; ``split`` = ``{"train", "dev", "test"}`` article titles
     (:func:`hybrid_fast.sampling.split_articles` with ``config.split_seed``). No test article is
     in ``train`` or ``dev``.
     """
-    from ..data import load_squad_parallel
-
-    records = load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
+    if records is None:
+        records = load_xquad(config)
     titles = [r.article for r in records[config.languages[0]]]
     split = split_articles(titles, config.dev_articles, config.test_articles, seed=config.split_seed)
     train = ParallelQADataset(records, config.languages, articles=split["train"])
@@ -76,9 +88,11 @@ class Trainer:
         config: :class:`TrainConfig`.
         model: a BiEncoder; default ``BiEncoder.from_pretrained(config.model, ...)`` built after
             seeding with ``config.seed``.
-        train_data / val_data: :class:`ParallelQADataset`; default :func:`build_datasets` (XQuAD
-            under ``config.data_dir`` split by article). ``val_data=None`` with explicit
-            ``train_data`` disables validation.
+        train_data / val_data: :class:`ParallelQADataset` (read only, so one pair can be shared by
+            many trainers); default :func:`build_datasets` (XQuAD under ``config.data_dir`` split
+            by article). ``val_data=None`` with explicit ``train_data`` disables validation.
+        split: the article split behind explicit ``train_data``, written to ``split.json`` (as
+            when the trainer builds its datasets); ignored when it builds them.
         eval_hook: ``hook(model, step) -> dict`` called every ``config.eval_every`` steps (e.g.
             XQuAD-R mAP); its dict is logged.
 
@@ -98,7 +112,8 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, *, model=None, train_data: ParallelQADataset | None = None,
-                 val_data: ParallelQADataset | None = None, eval_hook: EvalHook | None = None):
+                 val_data: ParallelQADataset | None = None, split: dict[str, list[str]] | None = None,
+                 eval_hook: EvalHook | None = None):
         self.config = config
         seed_everything(config.seed)
         if model is None:
@@ -113,7 +128,7 @@ class Trainer:
 
             enable_gradient_checkpointing(model.model)
         self.model = model
-        self.split = None
+        self.split = split
         if train_data is None:
             train_data, val_data, self.split = build_datasets(config)
         self.train_data, self.val_data = train_data, val_data

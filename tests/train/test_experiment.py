@@ -118,3 +118,138 @@ def test_experiment_flags_override_the_preset(monkeypatch, tmp_path):
     # A flag equal to the dataclass default still wins over the preset.
     experiment.main_from_args(build_parser().parse_args(["experiment", "--lr", "3e-5", "--output", out]))
     assert seen == dict(lr=3e-5, batch_size=32, max_steps=30, seeds=[0, 1, 2])
+
+
+# ---------------------------------------------------------------- one parse per run, shared merge
+LANGS = ("en", "de")
+
+
+def tiny_xquad(n_articles=6):
+    """``{lang: [ParallelQA]}``: articles a0.. with 3 paragraphs of 2 questions each (paragraph
+    indices global, as in XQuAD)."""
+    from hybrid_fast.data.squad import ParallelQA
+
+    n = 6 * n_articles
+    return {lang: [ParallelQA(f"q{i}", f"a{i // 6}", lang, f"{lang} question {i} about topic {i % 5}",
+                              f"{lang} paragraph {i // 2} says something about {i % 7}", 0, "x", i // 2)
+                   for i in range(n)] for lang in LANGS}
+
+
+def tiny_xquad_r(records, languages):
+    """A LAReQA set over ``records``: one candidate sentence per paragraph and language, relevant to
+    the paragraph's questions in every language (what test_lareqa's consistency checks expect)."""
+    first = records[languages[0]]
+    paragraphs = sorted({r.paragraph_index for r in first})
+    candidates = [LareqaCandidate(lang, p, 0, f"{lang} sentence of paragraph {p}", "ctx")
+                  for lang in languages for p in paragraphs]
+    index = {(c.lang, c.paragraph_index): i for i, c in enumerate(candidates)}
+    questions = [LareqaQuestion(r.group_id, lang, r.question) for lang in languages for r in records[lang]]
+    paragraph_of = {r.group_id: r.paragraph_index for r in first}
+    relevant = [sorted(index[(lang, paragraph_of[q.qid])] for lang in languages) for q in questions]
+    return LareqaDataset(tuple(languages), questions, candidates, relevant)
+
+
+def losses_of(run_dir):
+    """The reproducible part of a run's metrics.jsonl (every line, timings dropped)."""
+    from hybrid_fast.train.trainer import read_metrics
+
+    return [{k: v for k, v in r.items() if k != "examples_per_s"} for r in read_metrics(run_dir / "metrics.jsonl")]
+
+
+def test_experiment_parses_xquad_once_and_trains_each_arm_as_a_standalone_trainer(monkeypatch, tmp_path, tiny_model):
+    """One run (every arm, two seeds) parses XQuAD exactly once, and each arm/seed still trains on
+    the data ``Trainer(cfg)`` would build for itself: same split.json and the same losses and
+    validation losses step for step (same sampler seeds, splits, batches)."""
+    import json
+
+    import hybrid_fast.data as data
+    import hybrid_fast.train.experiment as experiment
+    from hybrid_fast.model import BiEncoder
+    from hybrid_fast.train import TrainConfig, Trainer
+
+    records, parses = tiny_xquad(), []
+
+    def fake_load_squad_parallel(path, languages=None, **kwargs):
+        parses.append(tuple(languages))
+        return {lang: records[lang] for lang in languages}
+
+    monkeypatch.setattr(data, "load_squad_parallel", fake_load_squad_parallel)
+    monkeypatch.setattr(data, "load_lareqa", lambda path, languages: tiny_xquad_r(records, languages))
+    monkeypatch.setattr(BiEncoder, "from_pretrained", staticmethod(lambda name, **kwargs: tiny_model()))
+    base = TrainConfig(languages=list(LANGS), dev_articles=1, test_articles=2, batch_size=4, max_steps=3,
+                       warmup_steps=1, lr=1e-3, val_every=2, val_batches=1, save_every=0, log_every=1,
+                       progress=False)
+    seeds = [0, 1]
+    results = experiment.run_experiment(base, data_dir=tmp_path / "data", seeds=seeds, work_dir=tmp_path / "runs")
+    assert parses == [LANGS]  # one parse for training, validation and the test set of every arm and seed
+    assert list(results["arms"]) == list(experiment.ARMS)
+    assert len(results["split"]["test"]) == 2 and len(results["split"]["dev"]) == 1
+    for arm in experiment.TRAINED_ARMS:
+        for seed in seeds:
+            run = tmp_path / "runs" / f"{arm}-seed{seed}"
+            cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+            assert (cfg.sampler, cfg.seed) == (arm, seed)
+            alone = tmp_path / "alone" / run.name
+            Trainer(cfg.replace(output_dir=str(alone))).train(save_model=False)  # builds its own datasets
+            assert json.loads((run / "split.json").read_text()) == json.loads((alone / "split.json").read_text())
+            got, expected = losses_of(run), losses_of(alone)
+            assert any("val_loss" in r for r in expected)  # validation ran: the dev set was handed over
+            assert got == expected, (arm, seed)
+
+
+@pytest.mark.parametrize("command", ["train", "experiment"])
+def test_both_entry_points_merge_preset_file_and_flags_in_config_from_args(command, monkeypatch, tmp_path):
+    """defaults < preset (experiment only) < --config file < flags, for ``hybrid-fast train`` and
+    ``hybrid-fast experiment`` alike, and the config each one runs with is the one built by
+    :func:`config_from_args` (a second merge elsewhere would not be called)."""
+    import json
+
+    import hybrid_fast.train.cli as cli
+    import hybrid_fast.train.config as config
+    import hybrid_fast.train.experiment as experiment
+    import hybrid_fast.train.trainer as trainer
+
+    merges, used = [], []
+
+    def spy(args, **kwargs):
+        cfg = real(args, **kwargs)
+        merges.append((kwargs, cfg))
+        return cfg
+
+    real = config.config_from_args
+    for module in (cli, experiment):  # where the entry points look the function up
+        monkeypatch.setattr(module, "config_from_args", spy, raising=False)
+
+    class FakeTrainer:
+        def __init__(self, cfg):
+            used.append(cfg)
+
+        def train(self, resume=False):
+            return {"losses": {}}
+
+    def fake_run(base, **kwargs):
+        used.append(base)
+        return {"arms": {}, "timing_s": 0.0}
+
+    monkeypatch.setattr(trainer, "Trainer", FakeTrainer)
+    monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"batch_size": 8, "max_steps": 7, "lr": 0.002, "languages": ["en", "de"]}))
+    # --warmup-steps 20 is the dataclass default: given as a flag it still beats the preset's 2.
+    flags = ["--config", str(path), "--lr", "0.003", "--warmup-steps", "20", "--no-progress"]
+    if command == "experiment":
+        argv = ["experiment", "--quick", "--output", str(tmp_path / "r.json"), "--work-dir", str(tmp_path / "w")]
+    else:
+        argv = ["train"]
+    assert cli.main(argv + flags) == 0
+    assert len(merges) == 1 and len(used) == 1 and used[0] is merges[0][1]
+    cfg = used[0]
+    # file over preset and defaults; flags over file
+    assert (cfg.batch_size, cfg.max_steps, cfg.languages) == (8, 7, ["en", "de"])
+    assert (cfg.lr, cfg.warmup_steps, cfg.progress) == (0.003, 20, False)
+    if command == "experiment":
+        assert merges[0][0] == {"preset": experiment.QUICK}
+        assert (cfg.val_every, cfg.query_max_length) == (experiment.QUICK["val_every"], 32)  # preset over defaults
+    else:
+        assert merges[0][0] == {}
+        assert (cfg.val_every, cfg.query_max_length) == (50, 64)  # no preset: dataclass defaults
