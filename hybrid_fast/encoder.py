@@ -49,6 +49,18 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def _weights_fingerprint(model_path: str) -> str:
+    """``"<file>:<size>:<mtime in whole seconds>"`` of the first of model.safetensors /
+    pytorch_model.bin in the folder ``model_path``; ``""`` when it is no folder or has neither."""
+    folder = Path(model_path)
+    if folder.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (folder / name).is_file():
+                stat = (folder / name).stat()
+                return f"{name}:{stat.st_size}:{int(stat.st_mtime)}"
+    return ""
+
+
 class Encoder:
     """Dual-encoder text embedding: one shared transformer for queries and passages.
 
@@ -71,8 +83,9 @@ class Encoder:
         batch_size: texts per forward pass.
         device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
         dtype: ``"float32"`` or ``"bfloat16"`` (autocast; the output is float32).
-        cache_dir: if set, embeddings are cached on disk there, keyed by (model identity, pooling,
-            normalisation, max_length, dtype) and by the exact (prefixed) text.
+        cache_dir: if set, embeddings are cached on disk there, keyed by :meth:`identity` (model,
+            weights file as loaded, pooling, normalisation, max_length, dtype) and by the exact
+            (prefixed) text.
         show_progress: tqdm bar over batches.
 
     Raises:
@@ -105,6 +118,8 @@ class Encoder:
 
         self.model_name = model
         self.model_path = resolve_model(model)
+        # the weights file as it is when loaded: stat'ed before loading (see identity())
+        self._weights = _weights_fingerprint(self.model_path)
         saved = Path(self.model_path) / BIENCODER_CONFIG  # a trained model evaluates as it was trained
         trained = json.loads(saved.read_text()) if saved.is_file() else {}
         pooling = pooling if pooling is not None else trained.get("pooling", "mean")
@@ -137,17 +152,21 @@ class Encoder:
 
     # ------------------------------------------------------------------ identity and cache
     def identity(self) -> dict:
-        """What the embeddings depend on (besides the text): used as the cache key."""
-        weights = ""
-        folder = Path(self.model_path)
-        if folder.is_dir():
-            for name in ("model.safetensors", "pytorch_model.bin"):
-                if (folder / name).is_file():
-                    stat = (folder / name).stat()
-                    weights = f"{name}:{stat.st_size}:{int(stat.st_mtime)}"
-                    break
+        """What the embeddings depend on (besides the text): the key of the embedding cache
+        (hashed into the ``cache_dir`` subfolder, written there as identity.json).
+
+        Contract: ``"weights"`` (``"<file>:<size>:<mtime>"`` of model.safetensors or
+        pytorch_model.bin in a local model folder, ``""`` for a hub id) describes the weights this
+        instance *loaded*: it is taken once, in ``__init__`` (just before loading), and not
+        re-read, because the embeddings come from the in-memory model. Re-saving the weights
+        after construction therefore changes neither this instance's embeddings nor its
+        identity; build a new :class:`Encoder` to use (and key the cache by) the new weights.
+        (Stat-ing at call time would file embeddings of the old in-memory weights under the new
+        file's key.) The other fields are read from the attributes on every call; the result
+        is a new dict each time.
+        """
         return {
-            "model": self.model_path, "weights": weights, "pooling": self.pooling,
+            "model": self.model_path, "weights": self._weights, "pooling": self.pooling,
             "normalize": self.normalize, "max_length": self.max_length, "dtype": self.dtype,
         }
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ._io import read_json, require
-from .sources import XQUAD_R_LANGUAGES, resolve_data_dir
+from ._io import require
+from ._squad_json import first_answer, iter_paragraphs, resolve_language_files
+from .sources import XQUAD_R_LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -111,57 +112,48 @@ def parse_lareqa_file(
             record path, e.g. ``data[3].paragraphs[1].qas[0]``), an answer outside every sentence,
             or a question id repeated with a different answer sentence.
     """
-    document = read_json(path)
-    articles = require(document, "data", list, f"{path}")
     questions: list[LareqaQuestion] = []
     candidates: list[LareqaCandidate] = []
     answer_of: dict[str, int] = {}
     paragraph_index_of: dict[str, int] = {}
     first_candidate_of: dict[str, int] = {}
-    for a, article in enumerate(articles):
-        paragraphs = require(article, "paragraphs", list, f"{path}: data[{a}]")
-        for p, paragraph in enumerate(paragraphs):
-            where = f"{path}: data[{a}].paragraphs[{p}]"
-            context = require(paragraph, "context", str, where)
-            sentences = require(paragraph, "sentences", list, where)
-            breaks = require(paragraph, "sentence_breaks", list, where)
-            if len(sentences) != len(breaks):
-                raise ValueError(
-                    f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks"
+    for _article, paragraph, where, context in iter_paragraphs(path):
+        sentences = require(paragraph, "sentences", list, where)
+        breaks = require(paragraph, "sentence_breaks", list, where)
+        if len(sentences) != len(breaks):
+            raise ValueError(
+                f"{where}: {len(sentences)} sentences but {len(breaks)} sentence_breaks"
+            )
+        for b, span in enumerate(breaks):
+            if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span)):
+                raise ValueError(f"{where}.sentence_breaks[{b}]: expected [start, end] ints, got {span!r}")
+        if context not in paragraph_index_of:
+            paragraph_index_of[context] = len(paragraph_index_of)
+            first_candidate_of[context] = len(candidates)
+            for s, sentence in enumerate(sentences):
+                if not isinstance(sentence, str):
+                    raise ValueError(f"{where}.sentences[{s}]: expected str, got {type(sentence).__name__}")
+                candidates.append(
+                    LareqaCandidate(lang, paragraph_index_of[context], s, sentence, context)
                 )
-            for b, span in enumerate(breaks):
-                if not (isinstance(span, list) and len(span) == 2 and all(isinstance(x, int) for x in span)):
-                    raise ValueError(f"{where}.sentence_breaks[{b}]: expected [start, end] ints, got {span!r}")
-            if context not in paragraph_index_of:
-                paragraph_index_of[context] = len(paragraph_index_of)
-                first_candidate_of[context] = len(candidates)
-                for s, sentence in enumerate(sentences):
-                    if not isinstance(sentence, str):
-                        raise ValueError(f"{where}.sentences[{s}]: expected str, got {type(sentence).__name__}")
-                    candidates.append(
-                        LareqaCandidate(lang, paragraph_index_of[context], s, sentence, context)
-                    )
-            base = first_candidate_of[context]
-            for k, qa in enumerate(require(paragraph, "qas", list, where)):
-                qa_where = f"{where}.qas[{k}]"
-                qid = require(qa, "id", str, qa_where)
-                text = require(qa, "question", str, qa_where)
-                answers = require(qa, "answers", list, qa_where)
-                if not answers:
-                    raise ValueError(f"{qa_where}: question {qid!r} has no answers")
-                start = require(answers[0], "answer_start", int, f"{qa_where}.answers[0]")
-                sentence_index = _answer_sentence(breaks, start)
-                if sentence_index is None:
-                    raise ValueError(
-                        f"{qa_where}: answer_start {start} of question {qid!r} lies in no "
-                        f"sentence_breaks range {breaks}"
-                    )
-                if qid in answer_of:
-                    if answer_of[qid] != base + sentence_index:
-                        raise ValueError(f"{qa_where}: question id {qid!r} repeated with another answer")
-                    continue
-                answer_of[qid] = base + sentence_index
-                questions.append(LareqaQuestion(qid, lang, text))
+        base = first_candidate_of[context]
+        for k, qa in enumerate(require(paragraph, "qas", list, where)):
+            qa_where = f"{where}.qas[{k}]"
+            qid = require(qa, "id", str, qa_where)
+            text = require(qa, "question", str, qa_where)
+            _, start = first_answer(qa, qid, qa_where)
+            sentence_index = _answer_sentence(breaks, start)
+            if sentence_index is None:
+                raise ValueError(
+                    f"{qa_where}: answer_start {start} of question {qid!r} lies in no "
+                    f"sentence_breaks range {breaks}"
+                )
+            if qid in answer_of:
+                if answer_of[qid] != base + sentence_index:
+                    raise ValueError(f"{qa_where}: question id {qid!r} repeated with another answer")
+                continue
+            answer_of[qid] = base + sentence_index
+            questions.append(LareqaQuestion(qid, lang, text))
     return questions, candidates, answer_of
 
 
@@ -190,18 +182,13 @@ def load_lareqa(
         ValueError: empty or repeated ``languages``, or malformed files (file and record named).
         FileNotFoundError: the folder or a language file is missing.
     """
-    languages = tuple(languages) if languages is not None else XQUAD_R_LANGUAGES
-    if not languages:
-        raise ValueError("languages: expected at least one language, got none")
-    if len(set(languages)) != len(languages):
-        raise ValueError(f"languages: expected distinct languages, got {list(languages)}")
-    files = [file_pattern.format(lang=lang) for lang in languages]
-    folder = resolve_data_dir(name, path, files=files, download=download)
-
+    languages, files = resolve_language_files(
+        name, path, languages, XQUAD_R_LANGUAGES, file_pattern, download
+    )
     dataset = LareqaDataset(languages=languages)
     answers_per_lang: list[dict[str, int]] = []
-    for lang, file_name in zip(languages, files):
-        questions, candidates, answer_of = parse_lareqa_file(folder / file_name, lang)
+    for lang, file_path in zip(languages, files):
+        questions, candidates, answer_of = parse_lareqa_file(file_path, lang)
         offset = len(dataset.candidates)
         dataset.questions.extend(questions)
         dataset.candidates.extend(candidates)

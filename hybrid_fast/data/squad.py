@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ._io import read_json, require
-from .sources import XQUAD_LANGUAGES, resolve_data_dir
+from ._io import require
+from ._squad_json import first_answer, iter_paragraphs, resolve_language_files
+from .sources import XQUAD_LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -50,40 +51,32 @@ def parse_squad_file(path: Path, lang: str) -> list[ParallelQA]:
         ValueError: malformed JSON or record (file and record path named), a question without
             answers, or a repeated question id.
     """
-    document = read_json(path)
-    articles = require(document, "data", list, f"{path}")
     records: list[ParallelQA] = []
     seen: set[str] = set()
-    paragraph_counter = 0
-    for a, article in enumerate(articles):
+    # paragraph_index counts paragraphs as listed (a repeated context gets a new index),
+    # unlike LAReQA candidates, which are de-duplicated by context
+    for paragraph_index, (article, paragraph, where, context) in enumerate(iter_paragraphs(path)):
         title = article.get("title", "") if isinstance(article, dict) else ""
-        for p, paragraph in enumerate(require(article, "paragraphs", list, f"{path}: data[{a}]")):
-            where = f"{path}: data[{a}].paragraphs[{p}]"
-            context = require(paragraph, "context", str, where)
-            for k, qa in enumerate(require(paragraph, "qas", list, where)):
-                qa_where = f"{where}.qas[{k}]"
-                qid = require(qa, "id", str, qa_where)
-                if qid in seen:
-                    raise ValueError(f"{qa_where}: question id {qid!r} repeated")
-                seen.add(qid)
-                answers = require(qa, "answers", list, qa_where)
-                if not answers:
-                    raise ValueError(f"{qa_where}: question {qid!r} has no answers")
-                start = require(answers[0], "answer_start", int, f"{qa_where}.answers[0]")
-                text = require(answers[0], "text", str, f"{qa_where}.answers[0]")
-                records.append(
-                    ParallelQA(
-                        group_id=qid,
-                        article=str(title),
-                        lang=lang,
-                        question=require(qa, "question", str, qa_where),
-                        passage=context,
-                        answer_start=start,
-                        answer_text=text,
-                        paragraph_index=paragraph_counter,
-                    )
+        for k, qa in enumerate(require(paragraph, "qas", list, where)):
+            qa_where = f"{where}.qas[{k}]"
+            qid = require(qa, "id", str, qa_where)
+            if qid in seen:
+                raise ValueError(f"{qa_where}: question id {qid!r} repeated")
+            seen.add(qid)
+            answer, start = first_answer(qa, qid, qa_where)
+            text = require(answer, "text", str, f"{qa_where}.answers[0]")
+            records.append(
+                ParallelQA(
+                    group_id=qid,
+                    article=str(title),
+                    lang=lang,
+                    question=require(qa, "question", str, qa_where),
+                    passage=context,
+                    answer_start=start,
+                    answer_text=text,
+                    paragraph_index=paragraph_index,
                 )
-            paragraph_counter += 1
+            )
     return records
 
 
@@ -112,14 +105,8 @@ def load_squad_parallel(
     Raises:
         ValueError: empty/repeated ``languages`` or malformed files. FileNotFoundError: missing files.
     """
-    languages = tuple(languages) if languages is not None else XQUAD_LANGUAGES
-    if not languages:
-        raise ValueError("languages: expected at least one language, got none")
-    if len(set(languages)) != len(languages):
-        raise ValueError(f"languages: expected distinct languages, got {list(languages)}")
-    files = [file_pattern.format(lang=lang) for lang in languages]
-    folder = resolve_data_dir(name, path, files=files, download=download)
-    return {lang: parse_squad_file(folder / f, lang) for lang, f in zip(languages, files)}
+    languages, files = resolve_language_files(name, path, languages, XQUAD_LANGUAGES, file_pattern, download)
+    return {lang: parse_squad_file(file_path, lang) for lang, file_path in zip(languages, files)}
 
 
 def group_ids_shared_by_all(records: dict[str, list[ParallelQA]]) -> list[str]:

@@ -120,3 +120,73 @@ def test_real_beir(shared_data):
     data = load_beir(shared_data / "beir" / "dbpedia-subset")
     assert len(data.corpus) == 5000 and len(data.queries) == len(data.qrels) == 40
     assert {g for q in data.qrels.values() for g in q.values()} == {0, 1, 2}
+
+
+def write_squad(folder, lang, articles, pattern="xquad.{lang}.json"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / pattern.format(lang=lang)).write_text(json.dumps({"data": articles}))
+
+
+def test_synthetic_squad_parallel_records(tmp_path):
+    ctx = "Aaa bbb. Ccc ddd."
+    # the same context twice: unlike LAReQA candidates, paragraph_index counts occurrences
+    write_squad(tmp_path, "en", [{"title": "T", "paragraphs": [{"context": ctx, "qas": [qa("q1", 9)]},
+                                                                {"context": ctx, "qas": [qa("q2", 0)]}]}])
+    write_squad(tmp_path, "de", [{"paragraphs": [{"context": "Xx. Yy zz.", "qas": [qa("q2", 0), qa("q1", 4)]}]}])
+    records = load_squad_parallel(tmp_path, ["en", "de"])
+    assert list(records) == ["en", "de"]
+    assert records["en"] == [
+        ParallelQA("q1", "T", "en", "question q1?", ctx, 9, "x", 0),
+        ParallelQA("q2", "T", "en", "question q2?", ctx, 0, "x", 1),
+    ]
+    assert [(r.group_id, r.article, r.paragraph_index) for r in records["de"]] == [("q2", "", 0), ("q1", "", 0)]
+    assert group_ids_shared_by_all(records) == ["q1", "q2"]
+
+
+def test_squad_parallel_errors_name_file_and_record(tmp_path):
+    def load_with(qas, lang="en"):
+        write_squad(tmp_path, lang, [{"title": "T", "paragraphs": [{"context": "Aaa.", "qas": qas}]}])
+        return load_squad_parallel(tmp_path, [lang])
+
+    with pytest.raises(ValueError, match=r"xquad\.en\.json: data\[0\]\.paragraphs\[0\]\.qas\[1\]: question id 'q1' repeated"):
+        load_with([qa("q1", 0), qa("q1", 0)])
+    with pytest.raises(ValueError, match=r"qas\[0\]: question 'q1' has no answers"):
+        load_with([{"id": "q1", "question": "?", "answers": []}])
+    with pytest.raises(ValueError, match=r"qas\[0\]\.answers\[0\]\.text: expected str, got int"):
+        load_with([{"id": "q1", "question": "?", "answers": [{"answer_start": 0, "text": 3}]}])
+    with pytest.raises(ValueError, match=r"qas\[0\]\.answers\[0\]: missing field 'answer_start'"):
+        load_with([{"id": "q1", "question": "?", "answers": [{"text": "x"}]}])
+    # answers are checked before the question text (error order is part of the contract)
+    with pytest.raises(ValueError, match=r"qas\[0\]: question 'q1' has no answers"):
+        load_with([{"id": "q1", "answers": []}])
+    write_squad(tmp_path, "en", [{"title": "T", "paragraphs": [{"qas": []}]}])
+    with pytest.raises(ValueError, match=r"xquad\.en\.json: data\[0\]\.paragraphs\[0\]: missing field 'context'"):
+        load_squad_parallel(tmp_path, ["en"])
+    (tmp_path / "xquad.en.json").write_text('{"data": [')
+    with pytest.raises(ValueError, match=r"xquad\.en\.json:1:\d+: malformed or truncated JSON"):
+        load_squad_parallel(tmp_path, ["en"])
+    with pytest.raises(FileNotFoundError, match=r"lacks \['xquad\.xx\.json'\]"):
+        load_squad_parallel(tmp_path, ["en", "xx"])
+    with pytest.raises(ValueError, match="distinct"):
+        load_squad_parallel(tmp_path, ["en", "en"])
+    with pytest.raises(ValueError, match="at least one language"):
+        load_squad_parallel(tmp_path, [])
+
+
+def test_lareqa_answer_errors(tmp_path):
+    write_lareqa(tmp_path, "en", [paragraph("Aaa.", [[0, 4]], [{"id": "q1", "question": "?", "answers": []}])])
+    with pytest.raises(ValueError, match=r"en\.json: data\[0\]\.paragraphs\[0\]\.qas\[0\]: question 'q1' has no answers"):
+        load_lareqa(tmp_path, ["en"])
+    # the question text is checked before the answers in LAReQA files
+    write_lareqa(tmp_path, "en", [paragraph("Aaa.", [[0, 4]], [{"id": "q1", "answers": []}])])
+    with pytest.raises(ValueError, match=r"qas\[0\]: missing field 'question'"):
+        load_lareqa(tmp_path, ["en"])
+    # a repeated id is accepted with the same answer sentence (MLQA-R), rejected with another
+    ctx, breaks = "Aaa bbb. Ccc ddd.", [[0, 8], [9, 17]]
+    write_lareqa(tmp_path, "en", [paragraph(ctx, breaks, [qa("q1", 0)]), paragraph(ctx, breaks, [qa("q1", 1)])])
+    assert len(load_lareqa(tmp_path, ["en"]).questions) == 1
+    write_lareqa(tmp_path, "en", [paragraph(ctx, breaks, [qa("q1", 0)]), paragraph(ctx, breaks, [qa("q1", 9)])])
+    with pytest.raises(ValueError, match=r"paragraphs\[1\]\.qas\[0\]: question id 'q1' repeated with another answer"):
+        load_lareqa(tmp_path, ["en"])
+    with pytest.raises(ValueError, match="at least one language"):
+        load_lareqa(tmp_path, [])
