@@ -74,13 +74,8 @@ def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None,
     """
     q, p, labels, q_groups, p_groups = infonce_inputs(q, p, labels, q_groups, p_groups, reduction)
     s = scale_tensor(scale, q.dtype, q.device)
-    name, impl = _OP.resolve(backend, q.device)
-    if name == "reference":
-        from ..reference.infonce import infonce_rows, reduce_rows  # the oracle, by request
-
-        one_direction = lambda qq, pp, ll, qg, pg: reduce_rows(infonce_rows(qq, pp, ll, s, qg, pg), reduction)  # noqa: E731
-    else:
-        one_direction = lambda qq, pp, ll, qg, pg: impl(qq, pp, ll, s, qg, pg, reduction, row_block, col_block)  # noqa: E731
+    _, impl = _OP.resolve(backend, q.device)
+    one_direction = lambda qq, pp, ll, qg, pg: impl(qq, pp, ll, s, qg, pg, reduction, row_block, col_block)  # noqa: E731
     loss = one_direction(q, p, labels, q_groups, p_groups)
     if symmetric:
         p_pos = p.index_select(0, labels)
@@ -124,7 +119,16 @@ def make_one_direction(namespace: str, prepare=None):
 infonce_one_direction_compiled = make_one_direction("hybrid_fast")
 
 
-_OP.register("reference", ("cpu", "cuda"), lambda d: True, None)
+def infonce_one_direction_reference(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
+    """Registry implementation of backend "reference" (same signature as the compiled ones): the
+    pure-PyTorch oracle, differentiable through plain torch ops; materialises the (B, N) scores,
+    so the tile sizes do not apply. Never chosen by "auto" (not in ``auto_order``)."""
+    from ..reference.infonce import infonce_rows, reduce_rows  # the oracle, by request
+
+    return reduce_rows(infonce_rows(q, p, labels, scale, q_groups, p_groups), reduction)
+
+
+_OP.register("reference", ("cpu", "cuda"), lambda d: True, infonce_one_direction_reference)
 _OP.register("cpu", ("cpu",), registry.cpu_module_available, infonce_one_direction_compiled)
 
 

@@ -5,9 +5,11 @@
 default tiles) with ``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32))`` and
 prints one JSON line per configuration: PTX/cubin sizes, shared memory, whether the PTX uses
 wgmma (Hopper warp-group MMA; expected for the 16-bit tensor-core paths), and the registers and
-spill bytes ``ptxas -v`` reports for sm_90a. InfoNCE configurations are the launchers' defaults
-(``infonce.config``) at d = 256/512/768, compiled with the divisibility-by-16 hints the JIT gives
-those shapes (aligned pointers, sizes and strides % 16 == 0).
+spill bytes ``ptxas -v`` reports for sm_90a. Tiles, launch options and dtype flags come from the
+launchers' own rule functions (``infonce.config`` / ``infonce._dtype_config``, ``topk.config`` /
+``topk.dtype_config``), never restated here: InfoNCE at d = 256/512/768, compiled with the
+divisibility-by-16 hints the JIT gives those shapes (aligned pointers, sizes and strides % 16 == 0);
+top-k at ``TOPK_SHAPE``.
 """
 from __future__ import annotations
 
@@ -19,28 +21,27 @@ import tempfile
 import time
 
 import triton
-import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from . import infonce as K
 from . import topk as T
 
-_TL = {"bf16": tl.float32, "fp16": tl.float32, "fp32": tl.float32, "fp64": tl.float64}
-
-
 _TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "fp64": "float64"}
 INFONCE_DS = (256, 512, 768)  # d of the default configurations compiled (benchmark shapes: 512, 768)
+TOPK_SHAPE = (1 << 20, 1 << 20, 768)  # (Q, N, d) of the top-k configurations: larger than every default tile
 _SIZES = ("B", "N", "D", "stride_q", "stride_p", "stride_dq", "stride_dp")
 
 
 def _infonce(dt, kind, D, groups=True):
-    """The launcher's default configuration (``infonce.config``) of one pass at feature dim D."""
+    """The launcher's default configuration (``infonce.config``, ``infonce._dtype_config``) of one
+    pass at feature dim D."""
     import torch
 
-    acc, upcast, prec = _TL[dt], dt in ("fp32", "fp64"), "ieee" if dt in ("fp32", "fp64") else "tf32"
+    dtype = getattr(torch, _TORCH[dt])
+    acc, upcast, prec = K._dtype_config(dtype)
     ct = "fp64" if dt == "fp64" else "fp32"
-    cfg = K.config(D, getattr(torch, _TORCH[dt]), kind)
+    cfg = K.config(D, dtype, kind)
     tiles = {k: v for k, v in cfg.items() if k.isupper()}
     opts = dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     if kind == "cols":
@@ -59,12 +60,17 @@ def _infonce(dt, kind, D, groups=True):
 
 
 def _topk(dt, kp, exclude=False):
-    upcast = dt == "fp32"
+    """The launcher's default configuration (``topk.config``, ``topk.dtype_config``) for k = kp
+    at ``TOPK_SHAPE``."""
+    import torch
+
+    dtype = getattr(torch, _TORCH[dt])
+    upcast, prec = T.dtype_config(dtype, dtype)
     ptrs = dict(q_ptr=dt, x_ptr=dt, ex_ptr="i64", out_ptr="i64")
-    bq = 64 if kp <= 64 else 16
-    c = dict(HAS_EXCLUDE=exclude, UPCAST=upcast, PRECISION="ieee" if upcast else "tf32", BLOCK_Q=bq,
-             BLOCK_N=max(128, kp), BLOCK_K=64, KP=kp)
-    return T._topk_kernel, ptrs, c, dict(num_warps=8 if bq * max(128, kp) >= 64 * 128 else 4, num_stages=3)
+    cfg = T.config(*TOPK_SHAPE, kp)
+    tiles = {k: v for k, v in cfg.items() if k.isupper()}
+    c = dict(HAS_EXCLUDE=exclude, UPCAST=upcast, PRECISION=prec, **tiles)
+    return T._topk_kernel, ptrs, c, dict(num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
 
 
 def specs():

@@ -128,6 +128,30 @@ def _dot_acc(w, ptr, rows64, row_ok, stride, dcols, D, acc, UPCAST: tl.constexpr
 
 
 @triton.jit
+def _load_groups(ptr, idx, ok, HAS_GROUPS: tl.constexpr):
+    """Group ids ``ptr[idx]`` (0 where not ``ok``) when HAS_GROUPS, else ``idx`` (a placeholder that
+    :func:`_pair_mask` never reads)."""
+    if HAS_GROUPS:
+        return tl.load(ptr + idx, mask=ok, other=0)
+    else:
+        return idx
+
+
+@triton.jit
+def _pair_mask(cand, cand_ok, cand_group, label, query_ok, query_group, HAS_GROUPS: tl.constexpr):
+    """(is_pos, valid) of one score tile, shared by the rows kernel (S, queries x candidates) and
+    the cols kernel (S^T): the candidate-side operands (ids ``cand``, ``cand_ok``, group ids) and
+    the query-side ones (labels, ``query_ok``, group ids) come already broadcast to the tile's
+    orientation. valid: a real (query, candidate) pair that is not a false negative (same group
+    and not the label); is_pos: candidate == label (padding included: callers mask it)."""
+    is_pos = cand == label
+    valid = cand_ok & query_ok
+    if HAS_GROUPS:
+        valid = valid & ((cand_group != query_group) | is_pos)
+    return is_pos, valid
+
+
+@triton.jit
 def _store_dq(acc, l, a, b, scale, p_ptr, lab_safe, dq_ptr, rows64, row_ok, stride_p, stride_dq, dcols, D,
               ACC: tl.constexpr):
     d_ok = dcols < D
@@ -153,8 +177,7 @@ def _rows_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
     rows64 = rows.to(tl.int64)
     scale = tl.load(scale_ptr).to(ACC)
     lab = tl.load(labels_ptr + rows, mask=row_ok, other=-1)
-    if HAS_GROUPS:
-        qg = tl.load(qg_ptr + rows, mask=row_ok, other=0)
+    qg = _load_groups(qg_ptr, rows, row_ok, HAS_GROUPS)
     m = tl.full([BLOCK_M], float("-inf"), ACC)
     l = tl.zeros([BLOCK_M], ACC)
     pos_raw = tl.zeros([BLOCK_M], ACC)
@@ -176,11 +199,10 @@ def _rows_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         raw = _dot_nt(q_ptr, rows64, row_ok, stride_q, p_ptr, cols64, col_ok, stride_p, D,
                       tl.zeros([BLOCK_M, BLOCK_N], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
         s = raw * scale
-        is_pos = cols[None, :] == lab[:, None]
-        valid = col_ok[None, :] & (rows[:, None] >= 0)
-        if HAS_GROUPS:
-            pg = tl.load(pg_ptr + cols, mask=col_ok, other=0)
-            valid = valid & ((pg[None, :] != qg[:, None]) | is_pos)
+        pg = _load_groups(pg_ptr, cols, col_ok, HAS_GROUPS)
+        # padding rows (rows >= B) are left valid here: nothing of theirs is stored
+        is_pos, valid = _pair_mask(cols[None, :], col_ok[None, :], pg[None, :], lab[:, None], rows[:, None] >= 0,
+                                   qg[:, None], HAS_GROUPS)
         s = tl.where(valid, s, float("-inf"))
         pos_raw += tl.sum(tl.where(is_pos & col_ok[None, :], raw, 0.0), 1)
         m_new = tl.maximum(m, tl.max(s, 1))
@@ -271,8 +293,7 @@ def _cols_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
     col_ok = cols < N
     cols64 = cols.to(tl.int64)
     scale = tl.load(scale_ptr).to(ACC)
-    if HAS_GROUPS:
-        pg = tl.load(pg_ptr + cols, mask=col_ok, other=0)
+    pg = _load_groups(pg_ptr, cols, col_ok, HAS_GROUPS)
     d0 = pid_d * (N_ACC * BLOCK_D) + tl.arange(0, BLOCK_D)
     acc0 = tl.zeros([BLOCK_N, BLOCK_D], ACC)
     acc1 = tl.zeros([BLOCK_N, BLOCK_D], ACC)
@@ -292,11 +313,9 @@ def _cols_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         b = tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(ACC)
         raw = _dot_nt(p_ptr, cols64, col_ok, stride_p, q_ptr, rows64, row_ok, stride_q, D,
                       tl.zeros([BLOCK_N, BLOCK_M], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
-        is_pos = cols[:, None] == lab[None, :]
-        valid = col_ok[:, None] & row_ok[None, :]
-        if HAS_GROUPS:
-            qg = tl.load(qg_ptr + rows, mask=row_ok, other=0)
-            valid = valid & ((pg[:, None] != qg[None, :]) | is_pos)
+        qg = _load_groups(qg_ptr, rows, row_ok, HAS_GROUPS)
+        is_pos, valid = _pair_mask(cols[:, None], col_ok[:, None], pg[:, None], lab[None, :], row_ok[None, :],
+                                   qg[None, :], HAS_GROUPS)
         prob = tl.where(valid, tl.exp(raw * scale - lse[None, :]), 0.0)
         ds = a[None, :] * prob - tl.where(is_pos & valid, b[None, :], 0.0)
         if not UPCAST:

@@ -78,6 +78,27 @@ def fused_supported(queries: torch.Tensor, corpus: torch.Tensor, k: int) -> bool
             and corpus.dtype != torch.float64 and corpus.shape[0] < ID_MASK)
 
 
+def dtype_config(q_dtype, c_dtype):
+    """(UPCAST, PRECISION) of ``_topk_kernel`` for query/corpus dtypes: tiles upcast to fp32 at
+    load under the interpreter, for mixed dtypes and for fp32 (IEEE dot); 16-bit: native
+    tensor-core dot. The launcher and ``aot.py`` both use it."""
+    upcast = INTERPRET or q_dtype != c_dtype or q_dtype == torch.float32
+    return upcast, "ieee" if (upcast or q_dtype == torch.float32) else "tf32"
+
+
+def config(Q: int, N: int, D: int, k: int, *, tile_q: int = 0, tile_n: int = 0, k_block: int = 0) -> dict:
+    """Tiles and launch options of ``_topk_kernel`` (the launcher and ``aot.py`` both use it):
+    KP = next_pow2(k); BLOCK_Q 64 (16 for KP > 64: register budget of the candidate lists),
+    BLOCK_N 128 (>= KP), BLOCK_K 64; explicit ``tile_q``/``tile_n``/``k_block`` (0 = default)
+    override; no launch options under the interpreter."""
+    kp = max(triton.next_power_of_2(k), 1)
+    bq = _pow2_block(tile_q, 64 if kp <= 64 else 16, Q, hi=128)
+    bn = max(_pow2_block(tile_n, 128, N, hi=1024), kp)
+    bk = _pow2_block(k_block, 64, D, hi=128)
+    opts = {} if INTERPRET else dict(num_warps=8 if bq * bn >= 64 * 128 else 4, num_stages=3)
+    return dict(BLOCK_Q=bq, BLOCK_N=bn, BLOCK_K=bk, KP=kp, **opts)
+
+
 def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k_block=0):
     """Launch ``_topk_kernel`` and merge the splits: -> (scores (Q, k) float32, ids (Q, k) int64).
 
@@ -87,10 +108,8 @@ def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k
     (0 = enough to fill ~2 waves of 132 SMs)."""
     Q, D = queries.shape
     N = corpus.shape[0]
-    kp = max(triton.next_power_of_2(k), 1)
-    bq = _pow2_block(tile_q, 64 if kp <= 64 else 16, Q, hi=128)
-    bn = max(_pow2_block(tile_n, 128, N, hi=1024), kp)
-    bk = _pow2_block(k_block, 64, D, hi=128)
+    cfg = config(Q, N, D, k, tile_q=tile_q, tile_n=tile_n, k_block=k_block)
+    bq, bn, kp = cfg["BLOCK_Q"], cfg["BLOCK_N"], cfg["KP"]
     n_tiles = triton.cdiv(N, bn)
     if splits <= 0:
         splits = max(1, min(n_tiles, triton.cdiv(264, triton.cdiv(Q, bq))))
@@ -98,16 +117,13 @@ def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k
     n_per_split = triton.cdiv(n_tiles, splits) * bn
     splits = triton.cdiv(N, n_per_split)
     out = torch.empty((Q, splits, kp), dtype=torch.int64, device=queries.device)
-    mixed = queries.dtype != corpus.dtype
-    upcast = INTERPRET or mixed or queries.dtype == torch.float32
-    prec = "ieee" if (upcast or queries.dtype == torch.float32) else "tf32"
+    upcast, prec = dtype_config(queries.dtype, corpus.dtype)
     has_ex = exclude is not None and exclude.numel() > 0
     ex = exclude if has_ex else out
     _launch(_topk_kernel, (triton.cdiv(Q, bq), splits), queries, corpus, ex, out, Q, N, D,
             exclude.shape[1] if has_ex else 0, n_per_split, queries.stride(0), corpus.stride(0),
             ex.stride(0) if has_ex else 0,
-            HAS_EXCLUDE=has_ex, UPCAST=upcast, PRECISION=prec, BLOCK_Q=bq, BLOCK_N=bn, BLOCK_K=bk, KP=kp,
-            **({} if INTERPRET else dict(num_warps=8 if bq * bn >= 64 * 128 else 4, num_stages=3)))
+            HAS_EXCLUDE=has_ex, UPCAST=upcast, PRECISION=prec, **cfg)
     keys = out.view(Q, splits * kp)
     keys = torch.topk(keys, k, dim=1, sorted=True).values
     return decode_keys(keys)
