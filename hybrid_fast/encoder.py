@@ -138,6 +138,7 @@ class Encoder:
         self.show_progress = show_progress
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._cache: dict[str, torch.Tensor] | None = None
+        self._cache_loaded_from: Path | None = None  # the folder self._cache mirrors
 
     def _default_max_length(self) -> int:
         """sentence-transformers' ``max_seq_length`` when the folder has one, else the
@@ -175,9 +176,11 @@ class Encoder:
         return self.cache_dir / key
 
     def _load_cache(self) -> dict[str, torch.Tensor]:
-        if self._cache is None:
-            self._cache = {}
-            folder = self._cache_folder()
+        """The in-memory copy of the cache folder of the current :meth:`identity`, (re)loaded
+        when that folder changed (e.g. ``pooling`` or ``max_length`` set after a first encode)."""
+        folder = self._cache_folder()
+        if self._cache is None or self._cache_loaded_from != folder:
+            self._cache, self._cache_loaded_from = {}, folder
             if folder.is_dir():
                 for shard in sorted(folder.glob("shard-*.pt")):
                     stored = torch.load(shard, weights_only=True)

@@ -63,3 +63,25 @@ def test_identity_without_local_weights(fake_transformers, tmp_path):
     assert encoder.identity()["weights"] == ""
     save_weights(tmp_path, 3, 1_700_000_000)  # appears after loading: not what was loaded
     assert encoder.identity()["weights"] == ""
+
+
+def test_cache_follows_the_identity_after_a_setting_changes(fake_transformers, tmp_path, monkeypatch):
+    # Embeddings depend on pooling: changing it after a first encode must not serve the cached
+    # rows of the old pooling (the in-memory cache is keyed by the identity's folder).
+    from hybrid_fast.encoder import Encoder
+
+    save_weights(tmp_path, 3, 1_700_000_000)
+    encoder = Encoder(str(tmp_path), max_length=16, device="cpu", cache_dir=tmp_path / "emb")
+    calls = []
+
+    def fake_encode(firsts, seconds):
+        calls.append(encoder.pooling)
+        return torch.full((len(firsts), 2), 1.0 if encoder.pooling == "mean" else 2.0)
+
+    monkeypatch.setattr(encoder, "_encode_uncached", fake_encode)
+    assert encoder.encode(["text"], "query").tolist() == [[1.0, 1.0]]
+    assert encoder.encode(["text"], "query").tolist() == [[1.0, 1.0]] and calls == ["mean"]  # cached
+    encoder.pooling = "cls"
+    assert encoder.encode(["text"], "query").tolist() == [[2.0, 2.0]] and calls == ["mean", "cls"]
+    encoder.pooling = "mean"  # back: served from the first folder, on disk and in memory
+    assert encoder.encode(["text"], "query").tolist() == [[1.0, 1.0]] and calls == ["mean", "cls"]
