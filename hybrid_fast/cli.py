@@ -56,12 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Libraries that print through a handler of their own and may still propagate to the root
+# (transformers sets ``propagate = CI`` when it is imported, after configure_logging ran).
+_OWN_HANDLER_LIBRARIES = ("huggingface_hub", "transformers")
+
+
+def _not_from_own_handler_libraries(record: logging.LogRecord) -> bool:
+    return not any(record.name == lib or record.name.startswith(lib + ".") for lib in _OWN_HANDLER_LIBRARIES)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
-    """Root handler for every entry point. huggingface_hub (always) and transformers (when CI is
-    set) attach handlers of their own; they stop propagating, or each of their lines prints twice."""
+    """Root handler for every entry point; it drops the records of ``_OWN_HANDLER_LIBRARIES``
+    (their own handler prints them), whatever those libraries later set, so no line prints twice."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("huggingface_hub", "transformers"):
-        logging.getLogger(name).propagate = False
+    for handler in logging.getLogger().handlers:
+        if _not_from_own_handler_libraries not in handler.filters:
+            handler.addFilter(_not_from_own_handler_libraries)
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from .model import BIENCODER_CONFIG
+from .model import saved_biencoder_config
 
 
 def offline_minilm_path() -> Path:
@@ -120,8 +120,7 @@ class Encoder:
         self.model_path = resolve_model(model)
         # the weights file as it is when loaded: stat'ed before loading (see identity())
         self._weights = _weights_fingerprint(self.model_path)
-        saved = Path(self.model_path) / BIENCODER_CONFIG  # a trained model evaluates as it was trained
-        trained = json.loads(saved.read_text()) if saved.is_file() else {}
+        trained = saved_biencoder_config(self.model_path)  # a trained model evaluates as it was trained
         pooling = pooling if pooling is not None else trained.get("pooling", "mean")
         normalize = normalize if normalize is not None else trained.get("normalize", True)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)

@@ -27,6 +27,13 @@ def enable_gradient_checkpointing(model) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
+def saved_biencoder_config(path: str | os.PathLike) -> dict:
+    """The settings :meth:`BiEncoder.save_pretrained` wrote in the folder ``path``
+    (``BIENCODER_CONFIG``: pooling, normalize, max lengths); ``{}`` when there is none."""
+    saved = Path(path) / BIENCODER_CONFIG
+    return json.loads(saved.read_text()) if saved.is_file() else {}
+
+
 class BiEncoder(nn.Module):
     """Shared-weight dual encoder.
 
@@ -66,9 +73,7 @@ class BiEncoder(nn.Module):
         from .encoder import resolve_model
 
         path = resolve_model(name_or_path)
-        saved = Path(path) / BIENCODER_CONFIG
-        if saved.is_file():
-            kwargs = {**json.loads(saved.read_text()), **kwargs}
+        kwargs = {**saved_biencoder_config(path), **kwargs}
         model = AutoModel.from_pretrained(path)
         if gradient_checkpointing:
             enable_gradient_checkpointing(model)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,23 @@ def test_metrics_know_no_model_code():
 def test_console_script_info():
     out = subprocess.run([sys.executable, "-m", "hybrid_fast.cli", "info"], capture_output=True, text=True, check=True)
     assert '"infonce_loss"' in out.stdout
+
+
+def test_logging_prints_library_lines_once_under_ci():
+    # transformers sets propagate = (CI is set) when imported, after configure_logging ran: its
+    # records must still not reach the root handler (its own handler prints them).
+    code = """
+import logging, sys
+from hybrid_fast.cli import configure_logging
+configure_logging()
+import transformers  # noqa: F401  (resets propagation under CI)
+assert logging.getLogger("transformers").propagate
+logging.getLogger("transformers.modeling_utils").warning("LIBLINE")
+logging.getLogger("huggingface_hub.file_download").warning("HUBLINE")
+logging.getLogger("hybrid_fast.train").warning("OURLINE")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "CI": "true"},
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("LIBLINE") == 1 and out.stderr.count("OURLINE") == 1
+    assert out.stderr.count("HUBLINE") <= 1

@@ -337,3 +337,25 @@ def test_each_compiled_isa_scores_exactly(isa):
     if isa == "avx2" and used != "avx2":
         pytest.skip(f"this CPU has no AVX2 (kernels use {used})")
     assert used == isa
+
+
+@pytest.mark.parametrize("Q", [1, 2, 3, 5])
+def test_duplicate_rows_tie_exactly_wherever_they_sit_in_a_tile(Q):
+    # Real-valued data (integer data sums exactly in any order): row N-1 duplicates row 0, but
+    # row 0 is scored in a full 4-row block and row N-1 in a tile's tail. Every register block of
+    # the dot kernel must reduce in one order, so the two scores are equal and the tie goes to id 0.
+    g = torch.Generator().manual_seed(11)
+    corpus = torch.randn(203, 77, generator=g)
+    corpus[-1] = corpus[0]
+    queries = torch.randn(Q, 77, generator=g)
+    before = torch.get_num_threads()
+    for threads in (1, 2):  # one corpus range, or two (then row 202 ends the second range)
+        torch.set_num_threads(threads)
+        try:
+            scores, ids = hf.topk_search(queries, corpus, 203, precision="fp32", backend="cpu")
+        finally:
+            torch.set_num_threads(before)
+        for r in range(Q):
+            where = {int(i): j for j, i in enumerate(ids[r])}
+            assert scores[r, where[0]] == scores[r, where[202]], (threads, r)
+            assert where[202] == where[0] + 1, (threads, r)

@@ -47,8 +47,11 @@ def _build_encoder(args: argparse.Namespace):
     )
 
 
-def _config(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+def _config(args: argparse.Namespace, encoder) -> dict:
+    """The flags as given, plus ``encoder``: the settings the encoder resolved (pooling and
+    normalisation from the model's biencoder_config.json when not given, weights, max_length)."""
+    flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    return {**flags, "encoder": encoder.identity()}
 
 
 def _reporting_user_errors(command):
@@ -76,8 +79,9 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     languages = [s.strip() for s in args.languages.split(",") if s.strip()] if args.languages else None
     dataset = load_lareqa(args.data, languages, name=args.dataset_name)
     print(f"{args.dataset_name}: {dataset.summary()}", file=sys.stderr)
-    result = evaluate_lareqa(_build_encoder(args), dataset, candidate_context=args.candidate_context)
-    result["config"] = _config(args)
+    encoder = _build_encoder(args)
+    result = evaluate_lareqa(encoder, dataset, candidate_context=args.candidate_context)
+    result["config"] = _config(args, encoder)
     print(report.lareqa_table(result, title=args.dataset_name))
     print(report.cross_matrix_table(result))
     if args.output:
@@ -97,9 +101,9 @@ def run_beir(args: argparse.Namespace) -> int:
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
     dataset = load_beir(args.data, name=args.name, split=args.split)
     print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
-    result = evaluate_beir(_build_encoder(args), dataset, k_values=k_values,
-                           ignore_identical_ids=args.ignore_identical_ids)
-    result["config"] = _config(args)
+    encoder = _build_encoder(args)
+    result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
+    result["config"] = _config(args, encoder)
     print(report.beir_table(result, title=f"BEIR {args.name or Path(dataset.folder).name}"))
     if args.output:
         print(f"wrote {report.write_json(result, args.output)}", file=sys.stderr)

@@ -104,14 +104,13 @@ def lareqa_scores_from_embeddings(
             ranks = np.where(rel_lang[rows] == y, own_group_rank[rows], 0)
             map_matrix[x, y] = nanmean_or_nan(average_precision_from_ranks(ranks))
             r1_matrix[x, y] = nanmean_or_nan(recall_at_k_from_ranks(ranks, 1))
-            if y == x:
-                mono_ndcg = nanmean_or_nan(ndcg_at_k_from_ranks(ranks, 10))
+        mono_ranks = np.where(rel_lang[rows] == x, own_group_rank[rows], 0)
         others = [y for y in range(num_langs) if y != x]
         multi_ranks = pooled_rank[rows]
         per_language[lang] = {
             "mono_map": float(map_matrix[x, x]),
             "mono_r@1": float(r1_matrix[x, x]),
-            "mono_ndcg@10": mono_ndcg,
+            "mono_ndcg@10": nanmean_or_nan(ndcg_at_k_from_ranks(mono_ranks, 10)),
             "cross_map": nanmean_or_nan(map_matrix[x, others]) if others else float("nan"),
             "cross_r@1": nanmean_or_nan(r1_matrix[x, others]) if others else float("nan"),
             "multi_map": nanmean_or_nan(average_precision_from_ranks(multi_ranks)),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from . import registry
-from .topk import ID_MASK, decode_keys
+from .topk import ID_MASK, decode_keys, topk_chunked_reference
 from .. import _ext
 
 NAMESPACE = "hybrid_fast_cuda"
@@ -92,9 +92,7 @@ def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
     """Registry impl (signature of ``hybrid_fast.ops.topk._cpu_impl``): tile_q / tile_n are the
     query block and corpus chunk, splits the row ranges per tile row (0 = auto)."""
     if q.dtype == torch.float64 or c.dtype == torch.float64 or c.shape[0] >= ID_MASK:
-        from .triton_backend import _topk_chunked
-
-        return _topk_chunked(q, c, k, exclude)
+        return topk_chunked_reference(q, c, k, exclude)
     keys = topk_keys(q, c, k, exclude, n_chunk=tile_n, q_block=tile_q, segments=splits)
     return decode_keys(keys)
 

@@ -110,7 +110,7 @@ def decode_keys(keys: torch.Tensor):
     """Packed int64 keys -> (scores float32, ids int64); padding and -inf scores -> (-inf, -1)."""
     ordered = (keys >> 32).to(torch.int32)
     bits = torch.where(ordered >= 0, ordered, ordered ^ 0x7FFFFFFF)
-    scores = bits.view(torch.float32).clone()
+    scores = bits.view(torch.float32)  # bits is a fresh tensor; masked_fill below copies
     ids = ID_MASK - (keys & ID_MASK)
     pad = (keys == MIN_KEY) | (scores == float("-inf"))
     return scores.masked_fill(pad, float("-inf")), ids.masked_fill(pad, -1)
@@ -180,6 +180,17 @@ def topk_over_chunks(chunks, k: int, exclude, search):
             s, i = _sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
         best_s, best_i = s, i
     return best_s, best_i
+
+
+def topk_chunked_reference(q, c, k, exclude, chunk_elems: int = 1 << 26):
+    """Fallback of the GPU backends for what their kernels do not take (Triton: k > 256, float64,
+    N >= 2^32 - 1; CUDA: float64): score corpus chunks of
+    max(k, chunk_elems / Q) rows (Q x chunk scores in memory, never Q x N) and keep the best k."""
+    from ..reference.topk import topk_scores
+
+    chunk = max(k, chunk_elems // max(1, q.shape[0]))
+    chunks = ((n0, c[n0:n0 + chunk]) for n0 in range(0, c.shape[0], chunk))
+    return topk_over_chunks(chunks, k, exclude, lambda rows, kk, ex: topk_scores(q, rows, kk, ex))
 
 
 def _exact_by_screen(run, queries, corpus, k, exclude, rescore_bytes=64 << 20):

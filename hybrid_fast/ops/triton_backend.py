@@ -21,6 +21,7 @@ import torch
 
 from . import registry
 from .infonce import make_one_direction, register_infonce_formulas
+from .topk import topk_chunked_reference
 
 NAMESPACE = "hybrid_fast_triton"
 _STATE: dict = {}
@@ -101,23 +102,12 @@ def _define_ops():
 infonce_one_direction = make_one_direction(NAMESPACE, prepare=lambda: _define_ops())
 
 
-def _topk_chunked(q, c, k, exclude, chunk_elems: int = 1 << 26):
-    """Multi-pass fallback (k > 256, float64, N >= 2^32 - 1): score corpus chunks of
-    max(k, chunk_elems / Q) rows (Q x chunk scores in memory, never Q x N) and keep the best k."""
-    from ..reference.topk import topk_scores
-    from .topk import topk_over_chunks
-
-    chunk = max(k, chunk_elems // max(1, q.shape[0]))
-    chunks = ((n0, c[n0:n0 + chunk]) for n0 in range(0, c.shape[0], chunk))
-    return topk_over_chunks(chunks, k, exclude, lambda rows, kk, ex: topk_scores(q, rows, kk, ex))
-
-
 def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
     """Registry impl (signature of ``hybrid_fast.ops.topk._cpu_impl``)."""
     ops = _define_ops()
     if ops["topk_supported"](q, c, k):
         return ops["topk_ip"](q, c, k, exclude, tile_q, tile_n, splits)
-    return _topk_chunked(q, c, k, exclude)
+    return topk_chunked_reference(q, c, k, exclude)
 
 
 registry.op("infonce_loss").register("triton", ("cpu", "cuda"), registry.triton_available, infonce_one_direction)

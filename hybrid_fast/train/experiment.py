@@ -41,22 +41,21 @@ FULL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_leng
 QUICK = dict(FULL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
 
 
-def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad=None) -> "object":
+def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad) -> "object":
     """XQuAD-R in ``languages`` restricted to the questions of ``test_articles`` (XQuAD titles)
     and the candidate sentences of their paragraphs (a :class:`LareqaDataset`).
 
     ``xquad``: the XQuAD records (``[ParallelQA]``) of ``languages[0]``, already parsed (they map
-    question ids to titles); default: parsed here from ``data_dir/xquad``.
+    question ids to titles).
 
     Raises:
         ValueError: a test question missing from XQuAD-R, or a paragraph assigned to no split.
     """
-    from ..data import LareqaDataset, load_lareqa, load_squad_parallel
+    from ..data import LareqaDataset, load_lareqa
 
     data_dir = Path(data_dir)
     full = load_lareqa(data_dir / "xquad-r", languages)
-    squad = xquad if xquad is not None else load_squad_parallel(data_dir / "xquad", [languages[0]])[languages[0]]
-    article_of = {r.group_id: r.article for r in squad}
+    article_of = {r.group_id: r.article for r in xquad}
     missing = [q.qid for q in full.questions if q.qid not in article_of]
     if missing:
         raise ValueError(f"xquad-r: {len(missing)} question ids not in XQuAD (e.g. {missing[:3]})")

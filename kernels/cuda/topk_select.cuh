@@ -28,7 +28,8 @@ constexpr int64_t kTopkMaxExclude = 4096;
 // of the tile is corpus id col_offset + j. exclude (rows x ex_cols, leading dimension ex_ld,
 // int64, -1 = none; ids outside [col_offset, col_offset + cols) are ignored) may be null.
 // NaN scores are never returned, -0 counts as +0. out_keys: (rows x k) int64, row-major, the
-// best min(k, candidates) keys, then kTopkPadKey; descending when k <= kTopkSortMax.
+// best min(k, candidates) keys, then kTopkPadKey; descending when k <= kTopkSortMax and
+// segments == 1 (the per-range lists of segments > 1 are unsorted: the merge re-selects).
 // segments > 1 splits each row into that many column ranges of ceil(cols / segments) columns,
 // one thread block each (parallelism for few rows); out_keys is then (rows * segments x k), the
 // best k of each range (row r, range s at row r * segments + s), to be merged by

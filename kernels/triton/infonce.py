@@ -373,28 +373,24 @@ def _dtype_config(dtype: torch.dtype):
     return tl.float32, INTERPRET, "tf32"  # 16-bit inputs: native tensor-core dot on GPU
 
 
-def _dkind(dtype) -> str:
-    if dtype in (torch.bfloat16, torch.float16, "bf16", "fp16"):
-        return "16bit"
-    return "fp64" if dtype in (torch.float64, "fp64") else "fp32"
+def _dkind(dtype: torch.dtype) -> str:
+    """Row key of GRAD_CONFIGS: "16bit", or "fp32" (fp64 uses the fp32 tiles)."""
+    return "16bit" if dtype in (torch.bfloat16, torch.float16) else "fp32"
 
 
 # Default tiles of the gradient passes on sm_90, per (input dtype kind, kind of pass):
 # rows (d_max, BLOCK_M, BLOCK_N, BLOCK_K, max BLOCK_D, num_warps, num_stages). The first row whose
 # d_max >= d applies, with all of d in one program (N_ACC = cdiv(d, BLOCK_D) accumulators,
 # 4 passes); a d above the last d_max uses the chunked fallback with the last row's tiles: one
-# program holds FALLBACK_COLS[kind] columns of dq/dp and each of the cdiv(d, FALLBACK_COLS)
-# chunks recomputes S. Chosen from sm_90 AOT compiles (registers / spills: table in the module
+# program holds the last d_max columns of dq/dp and each of the cdiv(d, d_max) chunks
+# recomputes S. Chosen from sm_90 AOT compiles (registers / spills: table in the module
 # docstring and benches/RESULTS_gpu.md); not timed (no GPU when written).
 GRAD_CONFIGS = {
     ("16bit", "rows"): [(256, 64, 64, 64, 256, 8, 3), (512, 64, 32, 64, 256, 8, 3), (768, 64, 32, 64, 256, 16, 2)],
     ("16bit", "cols"): [(256, 64, 64, 64, 256, 8, 3), (512, 32, 64, 64, 256, 8, 3), (768, 32, 64, 64, 256, 16, 2)],
     ("fp32", "rows"): [(128, 32, 32, 32, 128, 4, 2)],
     ("fp32", "cols"): [(128, 32, 32, 32, 128, 4, 2)],
-    ("fp64", "rows"): [(128, 32, 32, 32, 128, 4, 2)],
-    ("fp64", "cols"): [(128, 32, 32, 32, 128, 4, 2)],
 }
-FALLBACK_COLS = {"16bit": 768, "fp32": 128, "fp64": 128}
 
 
 def _split_d(D: int, d_block: int, d_acc: int, max_cols: int, max_bd: int = 256):
@@ -432,15 +428,14 @@ def config(D: int, dtype, kind: str, *, B: int = 1 << 30, N: int = 1 << 30, row_
         bk = _pow2_block(k_block, 64, D, hi=128)
         opts = {} if INTERPRET else dict(num_warps=8 if bm * bn >= 128 * 64 else 4, num_stages=3)
         return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_D=16, N_ACC=1, n_dchunks=1, **opts)
-    dk = _dkind(dtype)
-    table = GRAD_CONFIGS[(dk, kind)]
+    table = GRAD_CONFIGS[(_dkind(dtype), kind)]
     row = next((r for r in table if D <= r[0]), table[-1])
     _, bm0, bn0, bk0, bd0, warps, stages = row
     if INTERPRET:  # small tiles: the interpreter's cost grows with the tile, not the flops
         bm0, bn0, bk0, bd0 = 64, 64, 64, 64
         max_cols = 4 * 64
     else:
-        max_cols = table[-1][0] if D <= table[-1][0] else FALLBACK_COLS[dk]
+        max_cols = table[-1][0]
     bm = _pow2_block(row_block, bm0, B)
     bn = _pow2_block(col_block, bn0, N)
     bk = _pow2_block(k_block, bk0, D, hi=128)
@@ -500,8 +495,6 @@ def cols_pass(q, p, labels, scale, q_groups, p_groups, lse, a, b, *, row_block=0
 def infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block=0, col_block=0, **tiles):
     """Schema of ``hybrid_fast::infonce_fwd``: -> (loss_rows (B,) compute dtype, lse (B,) float64).
     One pass (2BNd flops)."""
-    tiles.pop("d_acc", None)
-    tiles.pop("d_block", None)
     return rows_pass(q, p, labels, scale, q_groups, p_groups, row_block=row_block, col_block=col_block, **tiles)
 
 

@@ -83,7 +83,7 @@ def dtype_config(q_dtype, c_dtype):
     load under the interpreter, for mixed dtypes and for fp32 (IEEE dot); 16-bit: native
     tensor-core dot. The launcher and ``aot.py`` both use it."""
     upcast = INTERPRET or q_dtype != c_dtype or q_dtype == torch.float32
-    return upcast, "ieee" if (upcast or q_dtype == torch.float32) else "tf32"
+    return upcast, "ieee" if upcast else "tf32"
 
 
 def config(Q: int, N: int, D: int, k: int, *, tile_q: int = 0, tile_n: int = 0, k_block: int = 0) -> dict:

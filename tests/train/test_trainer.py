@@ -74,12 +74,14 @@ def test_gradient_cache_with_dropout_is_deterministic_and_bf16_runs(tiny_model, 
     assert losses[0] == losses[1]
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="CUDA dropout draws from the device generator: needs a GPU"))])
 @pytest.mark.parametrize("bf16", [False, True])
-def test_gradient_cache_replay_reproduces_the_first_pass_dropout(tiny_model, tmp_path, bf16):
+def test_gradient_cache_replay_reproduces_the_first_pass_dropout(tiny_model, tmp_path, bf16, device):
     """The grad-enabled replay of each chunk must draw the dropout masks of its no-grad first pass
     (else the cached loss gradient belongs to other embeddings): equal embeddings, bit for bit."""
     t = Trainer(config(tmp_path, grad_cache_chunk=4, max_steps=2, val_every=0, bf16=bf16),
-                model=tiny_model(dropout=0.1), train_data=tiny_data())
+                model=tiny_model(dropout=0.1).to(device), train_data=tiny_data())
     embed, calls = t._embed, []
 
     def spy(features):

@@ -1,8 +1,8 @@
 // Per-ISA dot-product score tile for skinny query blocks; contract in score_tile.h.
 // AVX2/AVX512 builds: a 3-query x 4-row register block (12 fp32 accumulators of 8 lanes, 3 query
 // vectors and 1 row vector live: all 16 ymm registers, no spills) walks d in steps of 8 with FMAs;
-// per step 7 loads feed 12 FMAs, so the block is FMA-bound from L1/L2 (measured in cache: 72-85
-// GFLOP/s a core, 95 peak) and, for Q = 1..16, the corpus stream is the limit. The d tail
+// per step 7 loads feed 12 FMAs, so the block is FMA-bound from L1/L2 (benches/score_tile_rate.cpp,
+// in L2: 53-83 GFLOP/s a core for Q = 6-32, 98 peak) and, for Q = 1..16, the corpus stream is the limit. The d tail
 // (d % 8) uses masked loads, which never touch memory past a row. 16-bit rows are widened to fp32
 // in registers when one register block covers all queries (Q <= 3: each element is widened once
 // anyway), else into an L1 scratch once per 4-row block, reused by every query triple.
@@ -34,11 +34,13 @@ inline __m256i lanes_below(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Horizontal sum in the tree ((v0+v1)+(v2+v3)) + ((v4+v5)+(v6+v7)), the one hsum8 computes: every
+// register block must reduce alike, or a row's score depends on where it sits in a tile (a
+// duplicate row in a tile's tail would not tie exactly with its twin in a full block).
 inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
+  __m128 s = _mm_hadd_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // v0+v1, v2+v3, v4+v5, v6+v7
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
 }
 
 // Horizontal sums of 8 vectors in one vector: lane i = sum of v[i] (same tree as hsum).
@@ -69,8 +71,8 @@ inline __m256 load_tail(const TC* p, int64_t n, __m256i) {
 // The rows of a later 4-row block, prefetched a line at a time, spread evenly over the d steps
 // of the current block's register blocks (Bresenham: `lines` prefetches over `steps` calls of
 // step()). Bursts stall on the miss buffers: with one burst per block, Q = 1 on a bf16 corpus
-// streamed 5-7 GB/s a core; spread over the d loop, 9-11 GB/s, as fast as fp32 (C++ harness,
-// N = 200k, d = 768); 2 threads: 11-14 -> 16-20 GB/s.
+// streamed 5-7 GB/s a core; spread over the d loop, 9-11 GB/s, as fast as fp32 (throwaway C++
+// harness with both variants, N = 200k, d = 768); 2 threads: 11-14 -> 16-20 GB/s.
 struct PrefetchStream {
   const char* next;
   const char* end;
