@@ -16,8 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..ops.topk import METRICS, normalize_rows, topk_over_chunks, topk_search
-from ..ops.validation import check_finite, compute_dtype
+from ..ops._common.validation import check_finite, compute_dtype
+from ..ops.topk import METRICS, normalize_rows, topk_search
+from ..ops.topk.inputs import exclude_tensor
+from ..ops.topk.merge import topk_over_chunks
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
@@ -178,9 +180,7 @@ class ExactIndex:
             chunk_rows = max(1, _DEFAULT_CHUNK_BYTES // (self.dim * itemsize))
         ex = None
         if exclude is not None:
-            from ..ops.topk import _exclude_tensor
-
-            ex = _exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
+            ex = exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
         metric = "cosine" if (self.metric == "cosine" and not self._normalized_on_disk) else "ip"
 
         def chunks():
