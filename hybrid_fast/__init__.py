@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 # Public names provided by modules that pull heavy dependencies, imported on first use.
 _LAZY = {
     "Encoder": ("hybrid_fast.encoder", "Encoder"),
+    "BiEncoder": ("hybrid_fast.model", "BiEncoder"),
+    "TextEncoder": ("hybrid_fast.eval.protocol", "TextEncoder"),
 }
 
 
@@ -30,5 +32,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'hybrid_fast' has no attribute {name!r}")
 
 
-__all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "CachedMultipleNegativesRankingLoss", "backends", "reference",
-           "MissingExtensionError", "Encoder", "topk_search", "ExactIndex"]
+__all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "CachedMultipleNegativesRankingLoss",
+           "backends", "reference", "MissingExtensionError", "Encoder", "BiEncoder", "TextEncoder", "topk_search",
+           "ExactIndex"]

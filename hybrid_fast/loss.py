@@ -24,12 +24,16 @@ class InfoNCELoss(nn.Module):
         learnable_scale: make the scale a parameter (stored as log-scale so it stays positive).
         symmetric, reduction, backend: as in :func:`hybrid_fast.infonce_loss`.
         normalize: L2-normalise q and p first (cosine similarity).
+        gather_across_devices, process_group: cross-rank negatives under torch.distributed, as in
+            :func:`hybrid_fast.infonce_loss` (the learnable scale stays an ordinary parameter:
+            DDP averages its gradient like any other).
 
     ``forward(q, p, labels=None, q_groups=None, p_groups=None)`` returns the loss.
     """
 
     def __init__(self, scale: float = 20.0, *, learnable_scale: bool = False, symmetric: bool = False,
-                 reduction: str = "mean", normalize: bool = False, backend: str = "auto"):
+                 reduction: str = "mean", normalize: bool = False, backend: str = "auto",
+                 gather_across_devices: bool = False, process_group=None):
         super().__init__()
         if learnable_scale:
             self.log_scale = nn.Parameter(torch.tensor(float(scale)).log())
@@ -38,6 +42,7 @@ class InfoNCELoss(nn.Module):
             self._fixed_scale = float(scale)
         self.learnable_scale = learnable_scale
         self.symmetric, self.reduction, self.normalize, self.backend = symmetric, reduction, normalize, backend
+        self.gather_across_devices, self.process_group = gather_across_devices, process_group
 
     @property
     def scale(self):
@@ -47,12 +52,13 @@ class InfoNCELoss(nn.Module):
         if self.normalize:
             q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
         return infonce_loss(q, p, labels, scale=self.scale, q_groups=q_groups, p_groups=p_groups,
-                            symmetric=self.symmetric, reduction=self.reduction, backend=self.backend)
+                            symmetric=self.symmetric, reduction=self.reduction, backend=self.backend,
+                            gather_across_devices=self.gather_across_devices, process_group=self.process_group)
 
     def extra_repr(self) -> str:
         return (f"scale={float(self.log_scale.exp()):.4g}, learnable_scale={self.learnable_scale}, "
                 f"symmetric={self.symmetric}, reduction={self.reduction!r}, normalize={self.normalize}, "
-                f"backend={self.backend!r}")
+                f"backend={self.backend!r}, gather_across_devices={self.gather_across_devices}")
 
 
 def _accepts_gather() -> bool:
