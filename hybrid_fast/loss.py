@@ -61,13 +61,6 @@ class InfoNCELoss(nn.Module):
                 f"backend={self.backend!r}, gather_across_devices={self.gather_across_devices}")
 
 
-def _accepts_gather() -> bool:
-    """Whether :func:`hybrid_fast.infonce_loss` takes ``gather_across_devices`` (issue 14)."""
-    import inspect
-
-    return "gather_across_devices" in inspect.signature(infonce_loss).parameters
-
-
 _DIRECTIONS = {("query_to_doc",): False, ("query_to_doc", "doc_to_query"): True}
 
 
@@ -93,26 +86,28 @@ class MultipleNegativesRankingLoss(nn.Module):
         similarity_fct: "cos_sim" (default, like sentence-transformers) or "dot_score" (names or
             those ``sentence_transformers.util`` functions).
         gather_across_devices: score each rank's queries against the candidates of every rank
-            (sentence-transformers' semantics), through ``infonce_loss(gather_across_devices=True)``.
+            (sentence-transformers' semantics), through ``infonce_loss(gather_across_devices=True)``
+            (group ids travel with their rows: a group-mate on another rank is masked too).
         directions / partition_mode: ``("query_to_doc",)`` (default) or ``("query_to_doc",
             "doc_to_query")`` with ``partition_mode="per_direction"`` (the symmetric loss, one softmax
             per direction averaged: ``MultipleNegativesSymmetricRankingLoss``).
         hardness_mode / hardness_strength: only ``None`` / 0 (no hardness weighting).
         symmetric: shorthand for the two directions above.
         backend: kernel backend, see :func:`hybrid_fast.infonce_loss`.
+        process_group: the ``torch.distributed`` group ``gather_across_devices`` gathers over
+            (default: the world, as sentence-transformers).
 
     Raises:
         ValueError: unknown ``similarity_fct``, ``directions`` or ``partition_mode``.
         NotImplementedError: directions / partition modes / hardness weighting the fused kernel
             does not compute (``query_to_query``, ``doc_to_doc``, a joint two-direction softmax,
-            ``hardness_mode``), or ``gather_across_devices=True`` while this build's
-            :func:`hybrid_fast.infonce_loss` has no cross-device gather.
+            ``hardness_mode``).
     """
 
     def __init__(self, model, scale: float = 20.0, similarity_fct="cos_sim", gather_across_devices: bool = False,
                  directions: tuple[str, ...] = ("query_to_doc",), partition_mode: str = "joint",
                  hardness_mode: str | None = None, hardness_strength: float = 0.0, *, symmetric: bool = False,
-                 backend: str = "auto"):
+                 backend: str = "auto", process_group=None):
         super().__init__()
         name = getattr(similarity_fct, "__name__", similarity_fct)
         if name not in ("cos_sim", "dot_score"):
@@ -136,14 +131,10 @@ class MultipleNegativesRankingLoss(nn.Module):
         if hardness_mode is not None and hardness_strength > 0.0:
             raise NotImplementedError(f"hardness_mode={hardness_mode!r}: hardness weighting is not computed by the "
                                       "fused kernel; use sentence_transformers.losses.MultipleNegativesRankingLoss")
-        if gather_across_devices and not _accepts_gather():
-            raise NotImplementedError(
-                "gather_across_devices=True needs hybrid_fast.infonce_loss(gather_across_devices=...) "
-                "(cross-rank negatives, issue 14), which this version of hybrid_fast does not have")
         self.model = model
         self.scale = scale
         self.similarity_fct = name
-        self.gather_across_devices = bool(gather_across_devices)
+        self.gather_across_devices, self.process_group = bool(gather_across_devices), process_group
         self.directions, self.partition_mode = key, partition_mode
         self.hardness_mode, self.hardness_strength = hardness_mode, hardness_strength
         self.symmetric = _DIRECTIONS[key]
@@ -162,9 +153,9 @@ class MultipleNegativesRankingLoss(nn.Module):
         if self.similarity_fct == "cos_sim":
             anchors, candidates = F.normalize(anchors, dim=-1), F.normalize(candidates, dim=-1)
         q_groups, p_groups = self._groups(labels, anchors.shape[0], candidates.shape[0], anchors.device)
-        kwargs = {"gather_across_devices": True} if self.gather_across_devices else {}
         return infonce_loss(anchors, candidates, scale=self.scale, q_groups=q_groups, p_groups=p_groups,
-                            symmetric=self.symmetric, backend=self.backend, **kwargs)
+                            symmetric=self.symmetric, backend=self.backend,
+                            gather_across_devices=self.gather_across_devices, process_group=self.process_group)
 
     @staticmethod
     def _groups(labels, batch: int, candidates: int, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -238,9 +229,10 @@ class CachedMultipleNegativesRankingLoss(MultipleNegativesRankingLoss):
                  mini_batch_num_tokens: int | None = None, gather_across_devices: bool = False,
                  directions: tuple[str, ...] = ("query_to_doc",), partition_mode: str = "joint",
                  show_progress_bar: bool = False, hardness_mode: str | None = None, hardness_strength: float = 0.0,
-                 *, symmetric: bool = False, backend: str = "auto"):
+                 *, symmetric: bool = False, backend: str = "auto", process_group=None):
         super().__init__(model, scale, similarity_fct, gather_across_devices, directions, partition_mode,
-                         hardness_mode, hardness_strength, symmetric=symmetric, backend=backend)
+                         hardness_mode, hardness_strength, symmetric=symmetric, backend=backend,
+                         process_group=process_group)
         if not isinstance(mini_batch_size, int) or mini_batch_size < 1:
             raise ValueError(f"mini_batch_size: expected a positive int, got {mini_batch_size!r}")
         if mini_batch_num_tokens is not None and (not isinstance(mini_batch_num_tokens, int) or mini_batch_num_tokens < 1):

@@ -19,7 +19,6 @@ import hybrid_fast as hf  # noqa: E402
 from hybrid_fast.data.squad import ParallelQA  # noqa: E402
 from hybrid_fast.integrations.sentence_transformers import (  # noqa: E402
     ParallelSTBatchSampler, parallel_batch_sampler, parallel_st_dataset)
-from hybrid_fast.loss import _accepts_gather  # noqa: E402
 from hybrid_fast.sampling import PairCollator, ParallelQADataset, make_sampler  # noqa: E402
 
 LANGS = ("en", "de", "es")
@@ -193,11 +192,6 @@ def test_unsupported_options_are_refused_clearly():
         hf.MultipleNegativesRankingLoss(None, directions=("doc_to_query",))
 
 
-@pytest.mark.skipif(_accepts_gather(), reason="infonce_loss has gather_across_devices: tested with torch.distributed")
-def test_gather_across_devices_needs_the_distributed_loss():
-    for cls in (hf.MultipleNegativesRankingLoss, hf.CachedMultipleNegativesRankingLoss):
-        with pytest.raises(NotImplementedError, match="gather_across_devices"):
-            cls(None, gather_across_devices=True)
 
 
 # ----------------------------------------------------------------------------- the real trainer
