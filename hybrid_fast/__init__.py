@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 # Public names provided by modules that pull heavy dependencies, imported on first use.
 _LAZY = {
     "Encoder": ("hybrid_fast.encoder", "Encoder"),
+    "BiEncoder": ("hybrid_fast.model", "BiEncoder"),
+    "TextEncoder": ("hybrid_fast.eval.protocol", "TextEncoder"),
 }
 
 
@@ -31,4 +33,4 @@ def __getattr__(name):
 
 
 __all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "backends", "reference",
-           "MissingExtensionError", "Encoder", "topk_search", "ExactIndex"]
+           "MissingExtensionError", "Encoder", "BiEncoder", "TextEncoder", "topk_search", "ExactIndex"]

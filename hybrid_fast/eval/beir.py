@@ -10,7 +10,7 @@ from .ranking import search_topk
 
 if TYPE_CHECKING:
     from ..data.beir import BeirDataset
-    from ..encoder import Encoder
+    from .protocol import TextEncoder
 
 
 def document_text(doc: dict[str, str]) -> str:
@@ -20,14 +20,15 @@ def document_text(doc: dict[str, str]) -> str:
 
 
 def evaluate_beir(
-    encoder: "Encoder",
+    encoder: "TextEncoder",
     dataset: "BeirDataset",
     *,
     k_values: Iterable[int] = BEIR_DEFAULT_K,
     top_k: int = 100,
     ignore_identical_ids: bool = False,
 ) -> dict:
-    """Encode, retrieve the top ``max(top_k, max k)`` documents per query, score with trec_eval definitions.
+    """Encode with any :class:`~hybrid_fast.eval.protocol.TextEncoder`, retrieve the top
+    ``max(top_k, max k)`` documents per query, score with trec_eval definitions.
 
     Returns:
         :func:`beir_metrics` keys plus ``"timing": {"encode_s", "search_s"}`` and

@@ -37,7 +37,7 @@ from .ranking import count_outranking_per_group
 
 if TYPE_CHECKING:
     from ..data.lareqa import LareqaDataset
-    from ..encoder import Encoder
+    from .protocol import TextEncoder
 
 
 def relevant_matrix(relevant: list[list[int]]) -> torch.Tensor:
@@ -137,9 +137,10 @@ def lareqa_scores_from_embeddings(
 
 
 def encode_lareqa(
-    encoder: "Encoder", dataset: "LareqaDataset", *, candidate_context: str = "none"
+    encoder: "TextEncoder", dataset: "LareqaDataset", *, candidate_context: str = "none"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode questions (kind ``"query"``) and candidates (kind ``"passage"``).
+    """Encode questions (kind ``"query"``) and candidates (kind ``"passage"``) with any
+    :class:`~hybrid_fast.eval.protocol.TextEncoder`.
 
     ``candidate_context``: ``"none"`` encodes the sentence alone; ``"paragraph"`` encodes the
     pair (sentence, paragraph), only the paragraph truncated.
@@ -150,13 +151,16 @@ def encode_lareqa(
     if candidate_context not in ("none", "paragraph"):
         raise ValueError(f"candidate_context: expected 'none' or 'paragraph', got {candidate_context!r}")
     questions = encoder.encode([q.text for q in dataset.questions], "query")
-    contexts = [c.context for c in dataset.candidates] if candidate_context == "paragraph" else None
-    candidates = encoder.encode([c.sentence for c in dataset.candidates], "passage", contexts=contexts)
+    sentences = [c.sentence for c in dataset.candidates]
+    if candidate_context == "paragraph":
+        candidates = encoder.encode(sentences, "passage", contexts=[c.context for c in dataset.candidates])
+    else:  # no contexts keyword: an encoder without pair support serves here (TextEncoder)
+        candidates = encoder.encode(sentences, "passage")
     return questions, candidates
 
 
 def evaluate_lareqa(
-    encoder: "Encoder",
+    encoder: "TextEncoder",
     dataset: "LareqaDataset",
     *,
     candidate_context: str = "none",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from ..model import DEFAULT_PREFIXES
 from .samplers import PairKey
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ class PairCollator:
         ValueError: an empty batch, or two examples with the same ``group`` in one batch.
     """
 
-    def __init__(self, query_prefix: str = "Query: ", passage_prefix: str = "Passage: "):
+    def __init__(self, query_prefix: str = DEFAULT_PREFIXES["query"], passage_prefix: str = DEFAULT_PREFIXES["passage"]):
         self.prefix = {"query": query_prefix, "passage": passage_prefix}
 
     def __call__(self, examples: Sequence[dict]) -> PairBatch:

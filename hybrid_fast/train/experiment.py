@@ -77,8 +77,9 @@ def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad) -> "ob
 
 
 def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64) -> dict:
-    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` on a LAReQA dataset:
-    :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
+    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` (or any object with its
+    ``encode(texts, kind, batch_size)``) on a LAReQA dataset, the texts prefixed here as in
+    training: :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
     from ..eval.xquad_r import lareqa_scores_from_embeddings
 
     start = time.perf_counter()
