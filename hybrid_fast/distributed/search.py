@@ -11,15 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 
 from .gather import all_gather_blocks
-
-
-def _world(group):
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(group), dist.get_rank(group)
-    return 1, 0
+from .shards import world
 
 
 def sharded_search(local_search: Callable, n_local: int, num_queries: int, k: int, *, exclude=None,
@@ -35,7 +29,7 @@ def sharded_search(local_search: Callable, n_local: int, num_queries: int, k: in
     Collectives: one all-gather of (N_r, Q, k) metadata, one of the (Q, k) scores, one of the ids.
     Returns ``(scores, global_ids)`` on every rank, or only on rank ``result_on`` (others get None).
     """
-    W, rank = _world(process_group)
+    W, rank = world(process_group)
     if result_on != "all" and not (isinstance(result_on, int) and 0 <= result_on < W):
         raise ValueError(f"result_on must be 'all' or a rank in [0, {W}), got {result_on!r}")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
