@@ -41,9 +41,10 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
             with -1, or a sequence of Q id lists.
         precision: "exact" (default): the exact top-k of the fp32 scores (fp64 for fp64 inputs),
             up to fp32 rounding of the dot products, by the fastest strategy for this CPU
-            (``hybrid_fast.ops.topk.api.choose_exact_strategy``): "direct" fp32 scoring where bf16 matmul is not faster
-            (AVX2-only CPUs such as this project's), else "screen": bf16 scoring of a candidate
-            set certified through the bound :func:`bf16_screen_bound`
+            (:func:`choose_exact_strategy`, :func:`~.cpu_features.fast_bf16_matmul`): "direct"
+            fp32 scoring where bf16 GEMM tiles are not faster (CPUs without AMX-BF16), else
+            "screen": bf16 scoring of a candidate set certified through the bound
+            :func:`~.screen.bf16_screen_bound`
             (:math:`|\tilde s - s| \le c_d \|q\| \|x\|`, :math:`c_d \approx 2^{-7}`), then an fp32
             rescore. "fp32": direct fp32 scoring. "bf16": inputs rounded to bf16, fp32
             accumulation, no rescoring: approximate (errors up to :math:`c_d \|q\|\|x\|`; ranks
