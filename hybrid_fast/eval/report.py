@@ -1,11 +1,43 @@
 """Reports: terminal tables, JSON files and the cross-lingual mAP heatmap (matplotlib Agg,
-imported only when a heatmap is drawn)."""
+imported only when a heatmap is drawn; without matplotlib a plot is skipped with one warning).
+Files are written atomically."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
+
+from .._atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+_warned_no_matplotlib = False
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or None (one warning per process) when
+    matplotlib is not installed: plots are optional, the run's results are not."""
+    global _warned_no_matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        if not _warned_no_matplotlib:
+            log.warning("matplotlib is not installed: plots are skipped (pip install 'hybrid_fast[all]')")
+            _warned_no_matplotlib = True
+        return None
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save ``fig`` to ``path`` atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -72,18 +104,15 @@ def write_json(result: dict, path: str | Path) -> Path:
             return [clean(v) for v in value]
         return value
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
 
 
-def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path:
-    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path | None:
+    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language); None
+    (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
 
     languages = result["cross_matrix"]["languages"]
     matrix = result["cross_matrix"]["map"]
@@ -102,8 +131,4 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -355,13 +355,14 @@ def read_metrics(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path | None:
     """Training loss (per log window) and validation loss vs step from one or more
-    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg)."""
-    import matplotlib
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg); None (nothing drawn) without matplotlib."""
+    from ..eval.report import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return None
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     labels = labels or [Path(p).parent.name for p in paths]
@@ -381,6 +382,4 @@ def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return Path(png)
+    return save_figure(fig, png, dpi=110)
