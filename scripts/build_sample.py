@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hybrid_fast.train.config import TrainConfig  # noqa: E402
-from hybrid_fast.train.trainer import build_datasets, load_xquad  # noqa: E402
+from hybrid_fast.data.xquad_split import build_datasets, load_xquad  # noqa: E402
 
 TARGET = REPO / "hybrid_fast" / "data" / "sample"
 BEIR_NAME = "dbpedia-sample"

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..cli import configure_logging
+from ..model import DEFAULT_PREFIXES
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,8 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
-    parser.add_argument("--query-prefix", default="Query: ")
-    parser.add_argument("--passage-prefix", default="Passage: ")
+    parser.add_argument("--query-prefix", default=DEFAULT_PREFIXES["query"])
+    parser.add_argument("--passage-prefix", default=DEFAULT_PREFIXES["passage"])
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -36,6 +37,12 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_encoder(args: argparse.Namespace):
+    """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
+    :class:`~.protocol.TextEncoder` from here)."""
+    from ..preflight import check_model, require_modules
+
+    require_modules("eval", args.model)
+    check_model(args.model, "--model")
     from ..encoder import Encoder
 
     return Encoder(
@@ -49,9 +56,11 @@ def _build_encoder(args: argparse.Namespace):
 
 def _config(args: argparse.Namespace, encoder) -> dict:
     """The flags as given, plus ``encoder``: the settings the encoder resolved (pooling and
-    normalisation from the model's biencoder_config.json when not given, weights, max_length)."""
+    normalisation from the model's biencoder_config.json when not given, weights, max_length),
+    when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
-    return {**flags, "encoder": encoder.identity()}
+    identity = getattr(encoder, "identity", None)
+    return {**flags, **({"encoder": identity()} if callable(identity) else {})}
 
 
 def _reporting_user_errors(command):
@@ -59,11 +68,9 @@ def _reporting_user_errors(command):
     (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
 
     def run(args: argparse.Namespace) -> int:
-        from ..preflight import check_model, check_writable, require_modules
+        from ..preflight import check_writable
 
         try:
-            require_modules("eval", args.model)
-            check_model(args.model, "--model")
             if args.output:
                 check_writable(args.output, "--output")
             return command(args)
@@ -107,7 +114,7 @@ def run_beir(args: argparse.Namespace) -> int:
     from .beir import evaluate_beir
 
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
-    dataset = load_beir(args.data, name=args.name, split=args.split)
+    dataset = load_beir(args.data, name=args.name, split=args.split, strict=args.strict)
     print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
     encoder = _build_encoder(args)
     result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
@@ -135,6 +142,9 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     _add_encoder_arguments(beir)
     beir.add_argument("--name", default=None, help="BEIR dataset name to download when --data is not given")
     beir.add_argument("--split", default="test")
+    beir.add_argument("--strict", action="store_true",
+                      help="fail on qrels naming queries/documents absent from queries.jsonl/corpus.jsonl "
+                           "(default: drop them, log and report the counts)")
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")

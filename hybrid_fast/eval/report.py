@@ -1,6 +1,6 @@
-"""Reports: terminal tables, JSON files and the cross-lingual mAP heatmap (matplotlib Agg,
-imported only when a heatmap is drawn; without matplotlib a plot is skipped with one warning).
-Files are written atomically."""
+"""Reports: terminal tables, JSON files, the cross-lingual mAP heatmap and the training loss
+curves of ``metrics.jsonl`` files (matplotlib Agg, imported only when a figure is drawn; without
+matplotlib a figure is skipped with one warning). Files are written atomically."""
 
 from __future__ import annotations
 
@@ -87,6 +87,11 @@ def beir_table(result: dict, title: str = "BEIR") -> str:
     """Metric keys (``ndcg@k``, ``recall@k``, ``mrr@k``, ``map``) as a two-column table."""
     keys = [k for k in result if k not in ("timing", "data", "config")]
     lines = [title] + [f"  {k:<12}{_fmt(result[k], 4)}" for k in keys]
+    if "data" in result:
+        data = result["data"]
+        dropped = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in data.get("dropped", {}).items() if n)
+        lines.append(f"  {data['queries']} queries evaluated, {data['documents']} documents"
+                     + (f" (qrels dropped: {dropped})" if dropped else ""))
     if "timing" in result:
         lines.append(f"  encode {result['timing']['encode_s']:.1f} s, search {result['timing']['search_s']:.2f} s")
     return "\n".join(lines)
@@ -132,3 +137,36 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a trainer's ``metrics.jsonl`` (one JSON object per non-empty line)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path | None:
+    """Training loss (per log window) and validation loss vs step from one or more
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg); None (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    labels = labels or [Path(p).parent.name for p in paths]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        rows = read_metrics(path)
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        color = f"C{i}"
+        if train:
+            ax.plot(*zip(*train), color=color, label=f"{label} train")
+        if val:
+            ax.plot(*zip(*val), color=color, linestyle="--", marker="o", label=f"{label} val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, png, dpi=110)

@@ -90,9 +90,8 @@ def bar_chart(results: dict, path: str | Path) -> Path | None:
 
 def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str) -> Path:
     """Plots and ``report.md`` into ``report_dir``; returns the report's path."""
-    from ..eval.report import cross_matrix_heatmap
+    from ..eval.report import cross_matrix_heatmap, plot_metrics
     from .experiment import markdown_tables
-    from .trainer import plot_metrics
 
     report_dir = Path(report_dir)
     plots: list[tuple[str, Path | None]] = [("Headline metrics per arm", bar_chart(results, report_dir / "metrics.png"))]

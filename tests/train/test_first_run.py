@@ -51,15 +51,14 @@ def test_sample_test_set_equals_the_full_sets(tmp_path):
     if not (SHARED_DATA / "xquad-r").is_dir():
         pytest.skip(f"full data sets not found: {SHARED_DATA / 'xquad-r'} (set HYBRID_FAST_DATA)")
     from hybrid_fast.train.config import TrainConfig
-    from hybrid_fast.train.experiment import test_lareqa
-    from hybrid_fast.train.trainer import build_datasets, load_xquad
+    from hybrid_fast.data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
 
     sets = []
     for root in (SHARED_DATA, sample_root()):
         cfg = TrainConfig(data_dir=str(root))
         records = load_xquad(cfg)
         _, _, split = build_datasets(cfg, records)
-        sets.append((split, test_lareqa(root, tuple(cfg.languages), split["test"], xquad=records[cfg.languages[0]])))
+        sets.append((split, xquad_r_test_set(root, tuple(cfg.languages), split["test"], xquad=records[cfg.languages[0]])))
     (split_full, full), (split_sample, sampled) = sets
     assert split_full == split_sample
     assert full.questions == sampled.questions
