@@ -141,9 +141,11 @@ class ParallelBatchSampler:
         if not 0 <= step < len(self):
             raise ValueError(f"step: expected 0 <= step < {len(self)}, got {step}")
         groups = self.permutation(epoch)[step * self.global_batch_size:(step + 1) * self.global_batch_size]
-        groups = groups[:len(groups) - len(groups) % self.world_size]  # equal slices (drop_last=False tail)
         _, langs = self._plan_languages(np.random.default_rng([self.seed, epoch, step]), len(groups))
-        return [PairKey(int(g), q, p, f) for g, (q, p, f) in zip(groups, langs)]
+        # A drop_last=False tail is cut to equal rank slices after the plan is drawn, so it stays a
+        # prefix of the one-process tail.
+        keep = len(groups) - len(groups) % self.world_size
+        return [PairKey(int(g), q, p, f) for g, (q, p, f) in zip(groups[:keep], langs)]
 
     def batch(self, epoch: int, step: int) -> list[PairKey]:
         """This rank's items of batch ``step`` of ``epoch``."""
