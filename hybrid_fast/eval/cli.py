@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..cli import configure_logging
+from ..model import DEFAULT_PREFIXES
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,8 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
-    parser.add_argument("--query-prefix", default="Query: ")
-    parser.add_argument("--passage-prefix", default="Passage: ")
+    parser.add_argument("--query-prefix", default=DEFAULT_PREFIXES["query"])
+    parser.add_argument("--passage-prefix", default=DEFAULT_PREFIXES["passage"])
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -36,6 +37,8 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_encoder(args: argparse.Namespace):
+    """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
+    :class:`~.protocol.TextEncoder` from here)."""
     from ..encoder import Encoder
 
     return Encoder(
@@ -49,9 +52,11 @@ def _build_encoder(args: argparse.Namespace):
 
 def _config(args: argparse.Namespace, encoder) -> dict:
     """The flags as given, plus ``encoder``: the settings the encoder resolved (pooling and
-    normalisation from the model's biencoder_config.json when not given, weights, max_length)."""
+    normalisation from the model's biencoder_config.json when not given, weights, max_length),
+    when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
-    return {**flags, "encoder": encoder.identity()}
+    identity = getattr(encoder, "identity", None)
+    return {**flags, **({"encoder": identity()} if callable(identity) else {})}
 
 
 def _reporting_user_errors(command):

@@ -1,5 +1,5 @@
-"""Reports: terminal tables, JSON files and the cross-lingual mAP heatmap (matplotlib Agg,
-imported only when a heatmap is drawn)."""
+"""Reports: terminal tables, JSON files, the cross-lingual mAP heatmap and the training loss
+curves of ``metrics.jsonl`` files (matplotlib Agg, imported only when a figure is drawn)."""
 
 from __future__ import annotations
 
@@ -107,3 +107,39 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a trainer's ``metrics.jsonl`` (one JSON object per non-empty line)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
+    """Training loss (per log window) and validation loss vs step from one or more
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    labels = labels or [Path(p).parent.name for p in paths]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        rows = read_metrics(path)
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        color = f"C{i}"
+        if train:
+            ax.plot(*zip(*train), color=color, label=f"{label} train")
+        if val:
+            ax.plot(*zip(*val), color=color, linestyle="--", marker="o", label=f"{label} val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)

@@ -18,7 +18,8 @@ _OP = registry.op("infonce_loss")
 
 # ----------------------------------------------------------------------------- public API
 def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None, symmetric=False,
-                 reduction="mean", backend="auto", row_block: int = 0, col_block: int = 0):
+                 reduction="mean", backend="auto", row_block: int = 0, col_block: int = 0,
+                 gather_across_devices: bool = False, process_group=None):
     r"""InfoNCE with in-batch negatives, fused: the (B, N) score matrix is never materialised.
 
     Computes, with :math:`s_{ij} = \text{scale} \cdot \langle q_i, p_j \rangle`,
@@ -45,6 +46,22 @@ def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None,
         backend: "auto" | "reference" | "cpu" | "triton" | "cuda". "auto" picks the compiled
             kernel for the tensors' device (:func:`hybrid_fast.backends` lists the choice).
         row_block, col_block: tile sizes (0 = tuned default); tests force small tiles with them.
+        gather_across_devices: under an initialised ``torch.distributed`` process group, score
+            each rank's local queries against the candidates of **every** rank (cross-rank
+            negatives); a no-op when torch.distributed is not initialised. ``labels`` and group
+            ids stay local; the op offsets labels by the gathered candidate counts of the
+            preceding ranks, gathers group ids with their rows, and sends candidate gradients
+            back to their owners (reduce-scatter). The loss covers the local rows only; the
+            parameter gradient DDP averages over ranks is the gradient of
+            ``(1/W) sum_r loss_r``: for "mean" the single-process gradient of the global batch
+            (also for unequal per-rank batch sizes: the local mean is then rescaled by
+            ``W * B_r / B_global``), for "sum" the global sum's gradient / W, as DDP gives for
+            any summed loss. ``scale`` must be equal on all ranks (checked) and stays an
+            ordinary parameter. Every rank must call with the same dim, dtype, presence of
+            group ids and ``symmetric`` (checked: the same error on every rank, no hang).
+            Memory: O(W * (N_r + B_r) * d) for the gathered rows and their gradient plus
+            one score tile; never a (B, W * N) matrix. See :mod:`hybrid_fast.distributed.gather`.
+        process_group: the ``torch.distributed`` group to gather over (default: the world).
 
     Returns:
         0-d loss (mean/sum) or (B,) losses ("none"), float32 for float32/bf16/fp16 inputs,
@@ -76,12 +93,28 @@ def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None,
     s = scale_tensor(scale, q.dtype, q.device)
     _, impl = _OP.resolve(backend, q.device)
     one_direction = lambda qq, pp, ll, qg, pg: impl(qq, pp, ll, s, qg, pg, reduction, row_block, col_block)  # noqa: E731
-    loss = one_direction(q, p, labels, q_groups, p_groups)
+    # Candidates of each direction: the local batch, or every rank's (cross-rank negatives).
+    cand_p, cand_labels, cand_pg = p, labels, p_groups
+    cand_q, q_labels, cand_qg, mean_factor = q, None, q_groups, None
+    if gather_across_devices:
+        from ..distributed.gather import cross_rank_candidates
+
+        x = cross_rank_candidates(q, p, labels, q_groups, p_groups, scale=s, symmetric=symmetric,
+                                  group=process_group)
+        if x is not None:
+            cand_p, cand_labels, cand_pg, mean_factor = x.p, x.labels, x.p_groups, x.mean_factor
+            if symmetric:
+                cand_q, q_labels, cand_qg = x.q, x.q_labels, x.q_groups
+    loss = one_direction(q, cand_p, cand_labels, q_groups, cand_pg)
     if symmetric:
         p_pos = p.index_select(0, labels)
         pg_pos = p_groups.index_select(0, labels) if p_groups is not None else None
-        back = one_direction(p_pos, q, torch.arange(q.shape[0], device=q.device), pg_pos, q_groups)
+        if q_labels is None:
+            q_labels = torch.arange(q.shape[0], device=q.device)
+        back = one_direction(p_pos, cand_q, q_labels, pg_pos, cand_qg)
         loss = (loss + back) / 2
+    if mean_factor is not None and reduction == "mean":
+        loss = loss * mean_factor
     return loss
 
 

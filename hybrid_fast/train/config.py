@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..model import DEFAULT_PREFIXES
 from ..sampling.samplers import SAMPLERS
 
 
@@ -45,8 +46,8 @@ class TrainConfig:
     pooling: str = "mean"
     similarity: str = "cos"
     scale: float = 20.0
-    query_prefix: str = "Query: "
-    passage_prefix: str = "Passage: "
+    query_prefix: str = DEFAULT_PREFIXES["query"]
+    passage_prefix: str = DEFAULT_PREFIXES["passage"]
     query_max_length: int = 64
     passage_max_length: int = 128
     data_dir: str = "../shared/data"

@@ -26,8 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
+from ..eval.report import plot_metrics
 from .config import TrainConfig, config_from_args
-from .trainer import Trainer, build_datasets, load_xquad, plot_metrics, seed_everything
+from .trainer import Trainer, seed_everything
+
+test_lareqa = xquad_r_test_set  # the earlier name
 
 log = logging.getLogger(__name__)
 
@@ -41,44 +45,10 @@ FULL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_leng
 QUICK = dict(FULL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
 
 
-def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad) -> "object":
-    """XQuAD-R in ``languages`` restricted to the questions of ``test_articles`` (XQuAD titles)
-    and the candidate sentences of their paragraphs (a :class:`LareqaDataset`).
-
-    ``xquad``: the XQuAD records (``[ParallelQA]``) of ``languages[0]``, already parsed (they map
-    question ids to titles).
-
-    Raises:
-        ValueError: a test question missing from XQuAD-R, or a paragraph assigned to no split.
-    """
-    from ..data import LareqaDataset, load_lareqa
-
-    data_dir = Path(data_dir)
-    full = load_lareqa(data_dir / "xquad-r", languages)
-    article_of = {r.group_id: r.article for r in xquad}
-    missing = [q.qid for q in full.questions if q.qid not in article_of]
-    if missing:
-        raise ValueError(f"xquad-r: {len(missing)} question ids not in XQuAD (e.g. {missing[:3]})")
-    test = set(test_articles)
-    keep_q = [i for i, q in enumerate(full.questions) if article_of[q.qid] in test]
-    paragraph_split = {}
-    for i, q in enumerate(full.questions):
-        for c in full.relevant[i]:
-            cand = full.candidates[c]
-            paragraph_split.setdefault((cand.lang, cand.paragraph_index), set()).add(article_of[q.qid] in test)
-    unassigned = {(c.lang, c.paragraph_index) for c in full.candidates} - set(paragraph_split)
-    if unassigned or any(len(v) != 1 for v in paragraph_split.values()):
-        raise ValueError(f"xquad-r: {len(unassigned)} paragraphs without questions or paragraphs in two splits")
-    keep_c = [i for i, c in enumerate(full.candidates) if paragraph_split[(c.lang, c.paragraph_index)] == {True}]
-    new_index = {old: new for new, old in enumerate(keep_c)}
-    return LareqaDataset(languages=full.languages, questions=[full.questions[i] for i in keep_q],
-                         candidates=[full.candidates[i] for i in keep_c],
-                         relevant=[sorted(new_index[c] for c in full.relevant[i]) for i in keep_q])
-
-
 def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64) -> dict:
-    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` on a LAReQA dataset:
-    :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
+    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` (or any object with its
+    ``encode(texts, kind, batch_size)``) on a LAReQA dataset, the texts prefixed here as in
+    training: :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
     from ..eval.xquad_r import lareqa_scores_from_embeddings
 
     start = time.perf_counter()
@@ -149,7 +119,7 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
     base = base.replace(data_dir=str(data_dir))
     records = load_xquad(base)
     train_data, dev_data, split = build_datasets(base, records)
-    test = test_lareqa(data_dir, tuple(base.languages), split["test"], xquad=records[base.languages[0]])
+    test = xquad_r_test_set(data_dir, tuple(base.languages), split["test"], xquad=records[base.languages[0]])
     log.info("test set: %s", test.summary())
     started = time.perf_counter()
     results: dict = {"arms": {}, "split": split, "test_set": test.summary(),

@@ -44,6 +44,17 @@ class MultiForward(nn.Module):
         return tuple(self.encoder(f) for f in features)
 
 
+def _no_forward_buffer_sync() -> dict:
+    """DDP argument that skips the per-forward buffer broadcast (the encoder's buffers are
+    constants: position ids): ``forward_sync_buffers`` where torch has it, else the older name."""
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
 class DataParallelPlan:
     """How one training run spreads over the ranks of ``context``.
 
@@ -95,7 +106,7 @@ class DataParallelPlan:
         with self.context.guard("DistributedDataParallel setup"):
             return DistributedDataParallel(module, device_ids=[device] if device.type == "cuda" else None,
                                            process_group=self.context.group, find_unused_parameters=True,
-                                           broadcast_buffers=False)
+                                           **_no_forward_buffer_sync())
 
     @staticmethod
     def sync_context(module: nn.Module, last: bool):

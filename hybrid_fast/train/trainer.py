@@ -4,7 +4,8 @@
 :mod:`hybrid_fast.sampling` sampler, with warm-up + decay, gradient clipping, bf16 autocast,
 gradient checkpointing, gradient caching, validation loss with early stopping, a periodic
 evaluation hook, checkpoints that resume exactly, a progress bar, a JSONL metrics log and a PNG
-loss curve.
+loss curve. It only trains: the datasets come from :mod:`hybrid_fast.data.xquad_split`
+(``build_datasets``), the loss curve from :func:`hybrid_fast.eval.report.plot_metrics`.
 """
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..data.xquad_split import build_datasets, load_xquad  # noqa: F401  (load_xquad: public here too)
 from ..distributed.runtime import DistContext, context_of_current_group
+from ..eval.report import plot_metrics, read_metrics  # noqa: F401  (read_metrics: public here too)
 from ..ops.infonce import infonce_loss
-from ..sampling import PairBatch, PairCollator, ParallelQADataset, make_sampler, split_articles
+from ..sampling import PairBatch, PairCollator, ParallelQADataset, make_sampler
 from .checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .parallel import DataParallelPlan, MultiForward
@@ -36,35 +39,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def load_xquad(config: TrainConfig) -> dict:
-    """Parse ``<data_dir>/xquad`` in ``config.languages``: ``{lang: [ParallelQA]}`` (file order)."""
-    from ..data import load_squad_parallel
-
-    return load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
-
-
-def build_datasets(config: TrainConfig, records: dict | None = None
-                   ) -> tuple[ParallelQADataset, ParallelQADataset | None, dict[str, list[str]]]:
-    """Split XQuAD in ``config.languages`` by article.
-
-    ``records``: ``{lang: [ParallelQA]}`` already parsed by :func:`load_xquad` (holding at least
-    ``config.languages``); default: parsed here from ``config.data_dir``. The result depends only
-    on the records and ``languages``, ``dev_articles``, ``test_articles``, ``split_seed`` (no
-    global RNG is drawn), so one call can serve every run that shares those fields.
-
-    Returns ``(train, dev or None, split)``; ``split`` = ``{"train", "dev", "test"}`` article titles
-    (:func:`hybrid_fast.sampling.split_articles` with ``config.split_seed``). No test article is
-    in ``train`` or ``dev``.
-    """
-    if records is None:
-        records = load_xquad(config)
-    titles = [r.article for r in records[config.languages[0]]]
-    split = split_articles(titles, config.dev_articles, config.test_articles, seed=config.split_seed)
-    train = ParallelQADataset(records, config.languages, articles=split["train"])
-    dev = ParallelQADataset(records, config.languages, articles=split["dev"]) if split["dev"] else None
-    return train, dev, split
 
 
 def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
@@ -400,38 +374,3 @@ class Trainer:
                 "best_val_loss": self.state["best_val_loss"], "stopped_early": self.state["stopped_early"],
                 "examples_per_s": total_examples / total_time if total_time else None,
                 "wall_s": time.perf_counter() - start}
-
-
-def read_metrics(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
-    """Training loss (per log window) and validation loss vs step from one or more
-    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    labels = labels or [Path(p).parent.name for p in paths]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, (path, label) in enumerate(zip(paths, labels)):
-        rows = read_metrics(path)
-        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-        color = f"C{i}"
-        if train:
-            ax.plot(*zip(*train), color=color, label=f"{label} train")
-        if val:
-            ax.plot(*zip(*val), color=color, linestyle="--", marker="o", label=f"{label} val")
-    ax.set_xlabel("step")
-    ax.set_ylabel("InfoNCE loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return Path(png)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from dist_launch import run_workers
+from hybrid_fast.distributed.testing import run_workers
 from hybrid_fast.sampling import SAMPLERS, make_sampler
 
 LANGS = ("de", "en", "es", "vi")
@@ -33,7 +33,7 @@ def _epoch_of_every_sampler(rank, world):
 
 @pytest.fixture(scope="module")
 def gathered():
-    per_rank = run_workers(_epoch_of_every_sampler, 2, timeout_s=90)
+    per_rank = run_workers(_epoch_of_every_sampler, 2, init="env", timeout=90)
     assert per_rank[0] == per_rank[1]  # every rank gathered the same view
     return per_rank[0]
 
