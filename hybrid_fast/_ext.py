@@ -60,7 +60,10 @@ def build_info() -> dict:
     """What was compiled and for which torch; used by :func:`hybrid_fast.backends`."""
     info = {"torch": torch.__version__, "cpu_module": None, "cuda_module": None}
     if cpu.available:
-        info["cpu_module"] = dict(cpu.module.build_info(), isa_in_use=cpu.module.cpu_isa())
+        m = cpu.module
+        # bf16_gemm: whether bf16 inputs run as bf16 GEMM tiles now (HYBRID_FAST_BF16_GEMM, bf16_units)
+        info["cpu_module"] = dict(m.build_info(), isa_in_use=m.cpu_isa(), bf16_units=m.bf16_units(),
+                                  bf16_gemm_mode=m.bf16_gemm_mode(), bf16_gemm=m.bf16_gemm())
     else:
         info["cpu_module_error"] = cpu.error
     if cuda is not None:

@@ -159,7 +159,7 @@ def test_reference_backend_and_cpu_backend_agree(seed):
 
 
 # ------------------------------------------------------------------- precision strategies
-def near_tie_data(d=64, N=400, cluster=64):
+def near_tie_data(d=64, N=400, cluster=64, Q=5):
     """A cluster of near-tied rows v + gap * j * w (j a permutation of 0..cluster-1) scoring
     high, the rest far below. v is exactly representable in bf16 with |v_i| in [1, 2) and the
     perturbations stay below half its bf16 spacing (2^-8), so bf16 rounds every cluster row to v
@@ -170,7 +170,7 @@ def near_tie_data(d=64, N=400, cluster=64):
     w = torch.rand(d) * 2 - 1
     c = torch.randn(N, d) * 0.1
     c[:cluster] = v + gap * torch.randperm(cluster).float()[:, None] * w
-    q = v + w + 0.01 * torch.randn(5, d)
+    q = v + w + 0.01 * torch.randn(Q, d)
     return q, c[torch.randperm(N)]
 
 

@@ -41,7 +41,8 @@ def evaluate_beir(
 
     Returns:
         :func:`beir_metrics` keys plus ``"timing": {"encode_s", "search_s"}`` (rank 0's clock) and
-        ``"data": {"queries", "documents"}``.
+        ``"data": {"queries", "documents", "dropped"}``: ``queries`` = the queries evaluated,
+        ``dropped`` = what the loader left out of the qrels (:attr:`BeirDataset.dropped`).
     """
     k_values = tuple(k_values)
     depth = max((top_k,) + k_values)
@@ -77,5 +78,5 @@ def evaluate_beir(
     searched = time.perf_counter()
     result: dict = dict(beir_metrics(dataset.qrels, run, k_values, ignore_identical_ids=ignore_identical_ids))
     result["timing"] = {"encode_s": encoded - start, "search_s": searched - encoded}
-    result["data"] = {"queries": len(query_ids), "documents": len(doc_ids)}
+    result["data"] = {"queries": len(query_ids), "documents": len(doc_ids), "dropped": dict(dataset.dropped)}
     return result

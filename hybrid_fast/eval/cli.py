@@ -39,6 +39,10 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_encoder(args: argparse.Namespace):
     """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
     :class:`~.protocol.TextEncoder` from here)."""
+    from ..preflight import check_model, require_modules
+
+    require_modules("eval", args.model)
+    check_model(args.model, "--model")
     from ..encoder import Encoder
 
     return Encoder(
@@ -64,9 +68,15 @@ def _reporting_user_errors(command):
     (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..preflight import check_writable
+
         try:
+            if args.output:
+                check_writable(args.output, "--output")
             return command(args)
         except (FileNotFoundError, ValueError) as err:
+            if getattr(args, "debug", False):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 2
 
@@ -92,8 +102,8 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     if args.output:
         json_path = report.write_json(result, args.output)
         png_path = Path(args.heatmap) if args.heatmap else json_path.with_suffix(".png")
-        report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
-        print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+        drawn = report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
+        print(f"wrote {json_path}" + (f" and {png_path}" if drawn else ""), file=sys.stderr)
     return 0
 
 
@@ -104,7 +114,7 @@ def run_beir(args: argparse.Namespace) -> int:
     from .beir import evaluate_beir
 
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
-    dataset = load_beir(args.data, name=args.name, split=args.split)
+    dataset = load_beir(args.data, name=args.name, split=args.split, strict=args.strict)
     print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
     encoder = _build_encoder(args)
     result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
@@ -132,6 +142,9 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     _add_encoder_arguments(beir)
     beir.add_argument("--name", default=None, help="BEIR dataset name to download when --data is not given")
     beir.add_argument("--split", default="test")
+    beir.add_argument("--strict", action="store_true",
+                      help="fail on qrels naming queries/documents absent from queries.jsonl/corpus.jsonl "
+                           "(default: drop them, log and report the counts)")
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")

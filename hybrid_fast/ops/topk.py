@@ -118,17 +118,12 @@ def decode_keys(keys: torch.Tensor):
 
 # ----------------------------------------------------------------------------- strategies
 def fast_bf16_matmul() -> bool:
-    """Whether this CPU multiplies bf16 much faster than fp32 (AMX-BF16 or AVX512-BF16).
-
-    Only then does ``precision="exact"`` screen in bf16; on AVX2-only CPUs torch's bf16 matmul
-    is a slow fallback, so the exact answer is fastest computed directly in fp32.
+    """Whether ``precision="exact"`` screens in bf16 here: the compiled module's bf16 GEMM choice
+    (csrc/common/isa.h): ``HYBRID_FAST_BF16_GEMM=on|off`` forces it, ``auto`` picks CPUs with
+    AMX-BF16 units (``hybrid_fast.backends()["build"]["cpu_module"]["bf16_units"]``). Elsewhere the
+    exact answer is fastest computed directly in fp32 (benches/RESULTS.md, "bf16 GEMM tiles").
     """
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap != "AVX512":
-        return False
-    amx = getattr(torch._C._cpu, "_is_amx_tile_supported", lambda: False)()
-    bf16 = getattr(torch._C._cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return bool(amx or bf16)
+    return _ext.cpu.available and bool(_ext.cpu.module.bf16_gemm())
 
 
 def bf16_screen_bound(d: int) -> float:
@@ -254,9 +249,9 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
             with -1, or a sequence of Q id lists.
         precision: "exact" (default): the exact top-k of the fp32 scores (fp64 for fp64 inputs),
             up to fp32 rounding of the dot products, by the fastest strategy for this CPU
-            (``exact_strategy="auto"``): "direct" fp32 scoring where bf16 matmul is not faster
-            (AVX2-only CPUs such as this project's), else "screen": bf16 scoring of a candidate
-            set certified through the bound :func:`bf16_screen_bound`
+            (``exact_strategy="auto"``, :func:`fast_bf16_matmul`): "direct" fp32 scoring where
+            bf16 GEMM tiles are not faster (CPUs without AMX-BF16), else "screen": bf16 scoring
+            of a candidate set certified through the bound :func:`bf16_screen_bound`
             (:math:`|\tilde s - s| \le c_d \|q\| \|x\|`, :math:`c_d \approx 2^{-7}`), then an fp32
             rescore. "fp32": direct fp32 scoring. "bf16": inputs rounded to bf16, fp32
             accumulation, no rescoring: approximate (errors up to :math:`c_d \|q\|\|x\|`; ranks
