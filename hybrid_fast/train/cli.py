@@ -32,7 +32,7 @@ def run_train(args: argparse.Namespace) -> int:
     if not context.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0's
     try:
-        summary = Trainer(cfg, dist=context).train(resume=args.resume)
+        summary = Trainer(cfg).train(resume=args.resume)  # picks up the group joined above
     finally:
         shutdown_distributed()
     summary.pop("losses")
