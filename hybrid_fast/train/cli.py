@@ -16,11 +16,14 @@ from .experiment import ARMS
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..preflight import check_model, require_modules
+    from pathlib import Path
+
+    from ..preflight import check_model, check_writable, require_modules
 
     cfg = config_from_args(args)
     require_modules("train", cfg.model)
     check_model(cfg.model, "--model")
+    check_writable(Path(cfg.output_dir) / "config.json", "--output-dir")
     from .trainer import Trainer
 
     summary = Trainer(cfg).train(resume=args.resume)
