@@ -26,7 +26,9 @@ import torch
 
 import hybrid_fast as hf
 from hybrid_fast import _ext
+from hybrid_fast.ops.infonce.api import loss_with_tiles
 from hybrid_fast.ops.topk import fast_bf16_matmul
+from hybrid_fast.ops.topk.api import search_with_tiles
 from oracle_utils import assert_close
 from test_infonce import check_against_reference, make_inputs
 from test_topk_search import assert_valid_topk, integer_data, near_tie_data
@@ -65,7 +67,7 @@ def test_infonce_within_bf16_bound(bf16_gemm, shape, blocks, reduction, groups, 
     w = torch.rand(B, dtype=torch.float64) + 0.5
     qq, pp = q.clone().requires_grad_(), p.clone().requires_grad_()
     scale_t = torch.tensor(scale, requires_grad=True)
-    loss = hf.infonce_loss(qq, pp, lab, scale=scale_t, q_groups=qg, p_groups=pg, reduction=reduction,
+    loss = loss_with_tiles(qq, pp, lab, scale=scale_t, q_groups=qg, p_groups=pg, reduction=reduction,
                            backend="cpu", row_block=blocks[0], col_block=blocks[1])
     weights = torch.full((B,), 1.0 / B, dtype=torch.float64) if reduction == "mean" else w
     (loss if reduction == "mean" else (loss * w.float()).sum()).backward()
@@ -163,7 +165,7 @@ def test_topk_bf16_scores_exactly_on_integer_data(bf16_gemm, Q, tiling, seed):
     bit, ties included (> 32 queries per block: the GEMM-tile path, not the dot kernel)."""
     q, c = integer_data(Q, 203, 77, torch.bfloat16)
     tq, tn, sp = tiling
-    s, i = hf.topk_search(q, c, 31, precision="bf16", tile_q=tq, tile_n=tn, splits=sp)
+    s, i = search_with_tiles(q, c, 31, precision="bf16", tile_q=tq, tile_n=tn, splits=sp)
     rs, ri = hf.reference.topk_search(q.float(), c.float(), 31)
     assert torch.equal(i, ri) and torch.equal(s, rs)
 
@@ -192,6 +194,6 @@ def test_topk_exact_auto_is_exact_on_near_ties(bf16_gemm, cluster, N, seed):
 def test_topk_screen_matches_direct_on_ties_and_exclude(bf16_gemm, k, seed):
     q, c = integer_data(41, 300, 16, torch.float32)
     ex = [[i, 5] for i in range(41)]
-    a = hf.topk_search(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
-    b = hf.topk_search(q, c, k, exclude=ex, exact_strategy="direct")
+    a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
+    b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
