@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ast
 import subprocess
-from collections import deque
 import sys
+from collections import deque
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "hybrid_fast"
