@@ -105,7 +105,8 @@ class AllGatherRows(torch.autograd.Function):
         return reduce_scatter_blocks(grad, ctx.group), None
 
 
-def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+def pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """``t`` with zero rows appended up to ``rows`` (``t`` itself when it has that many)."""
     if t.shape[0] == rows:
         return t
     return torch.cat([t, t.new_zeros((rows - t.shape[0],) + tuple(t.shape[1:]))])
@@ -177,7 +178,7 @@ def cross_rank_candidates(q, p, labels, q_groups, p_groups, *, scale, symmetric:
 
     rows = torch.cat([p, q]) if symmetric else p
     M = max(n + (b if symmetric else 0) for n, b in zip(N_all, B_all))
-    buf = AllGatherRows.apply(_pad_rows(rows, M), group)  # (W, M, d)
+    buf = AllGatherRows.apply(pad_rows(rows, M), group)  # (W, M, d)
     p_glob = _compact(buf, 0, N_all)
     p_off, q_off = sum(N_all[:rank]), sum(B_all[:rank])
     out_labels = labels + p_off
@@ -188,7 +189,7 @@ def cross_rank_candidates(q, p, labels, q_groups, p_groups, *, scale, symmetric:
         q_labels = torch.arange(B, device=q.device) + q_off
     if has_groups:
         g_rows = torch.cat([p_groups, q_groups]) if symmetric else p_groups
-        g_buf = all_gather_blocks(_pad_rows(g_rows, M), group)
+        g_buf = all_gather_blocks(pad_rows(g_rows, M), group)
         p_groups_glob = _compact(g_buf, 0, N_all).contiguous()
         if symmetric:
             q_groups_glob = torch.cat([g_buf[r, n:n + b] for r, (n, b) in enumerate(zip(N_all, B_all))])

@@ -104,7 +104,7 @@ def run_beir(args: argparse.Namespace) -> int:
     from .beir import evaluate_beir
 
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
-    dataset = load_beir(args.data, name=args.name, split=args.split)
+    dataset = load_beir(args.data, name=args.name, split=args.split, strict=args.strict)
     print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
     encoder = _build_encoder(args)
     result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
@@ -132,6 +132,9 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     _add_encoder_arguments(beir)
     beir.add_argument("--name", default=None, help="BEIR dataset name to download when --data is not given")
     beir.add_argument("--split", default="test")
+    beir.add_argument("--strict", action="store_true",
+                      help="fail on qrels naming queries/documents absent from queries.jsonl/corpus.jsonl "
+                           "(default: drop them, log and report the counts)")
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")

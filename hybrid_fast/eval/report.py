@@ -55,6 +55,11 @@ def beir_table(result: dict, title: str = "BEIR") -> str:
     """Metric keys (``ndcg@k``, ``recall@k``, ``mrr@k``, ``map``) as a two-column table."""
     keys = [k for k in result if k not in ("timing", "data", "config")]
     lines = [title] + [f"  {k:<12}{_fmt(result[k], 4)}" for k in keys]
+    if "data" in result:
+        data = result["data"]
+        dropped = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in data.get("dropped", {}).items() if n)
+        lines.append(f"  {data['queries']} queries evaluated, {data['documents']} documents"
+                     + (f" (qrels dropped: {dropped})" if dropped else ""))
     if "timing" in result:
         lines.append(f"  encode {result['timing']['encode_s']:.1f} s, search {result['timing']['search_s']:.2f} s")
     return "\n".join(lines)
