@@ -39,6 +39,10 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_encoder(args: argparse.Namespace):
     """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
     :class:`~.protocol.TextEncoder` from here)."""
+    from ..preflight import check_model, require_modules
+
+    require_modules("eval", args.model)
+    check_model(args.model, "--model")
     from ..encoder import Encoder
 
     return Encoder(
@@ -64,9 +68,15 @@ def _reporting_user_errors(command):
     (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..preflight import check_writable
+
         try:
+            if args.output:
+                check_writable(args.output, "--output")
             return command(args)
         except (FileNotFoundError, ValueError) as err:
+            if getattr(args, "debug", False):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 2
 
@@ -92,8 +102,8 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     if args.output:
         json_path = report.write_json(result, args.output)
         png_path = Path(args.heatmap) if args.heatmap else json_path.with_suffix(".png")
-        report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
-        print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+        drawn = report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
+        print(f"wrote {json_path}" + (f" and {png_path}" if drawn else ""), file=sys.stderr)
     return 0
 
 

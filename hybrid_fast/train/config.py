@@ -112,16 +112,29 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict of TrainConfig fields.
 
     Raises:
-        ValueError: not a mapping, or unknown keys (the valid ones are listed).
+        ValueError: unreadable file, invalid JSON/YAML, not a mapping, or unknown keys (the valid
+            ones are listed); messages start with ``config:`` (the CLI shows ``--config:``).
     """
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"config: expected a readable YAML or JSON file, got {str(path)!r} ({err.strerror})") from None
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise ValueError(f"config: {path} is YAML, which needs PyYAML (pip install 'hybrid_fast[all]'); "
+                             "or give a .json file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"config: expected valid YAML in {path}, got {str(err).splitlines()[0]}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config: expected valid JSON in {path}, got {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config: {path} must hold a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -6,8 +6,8 @@ around kernels/cuda/topk_select.cu; fakes registered here so torch.compile can t
 * ``topk_from_scores(scores (R, L) f32, k, col_offset=0, exclude=None, segments=1) -> (R, k) i64``
 * ``topk_merge_keys(keys (R, L) i64, k) -> (R, k) i64``
 
-Keys are the packed ``ordered_int32(score) << 32 | (2^32 - 1 - id)`` of kernels/triton/topk.py
-(integer order = score desc, id asc), decoded by ``hybrid_fast.ops.topk.decode_keys``.
+Keys are the packed ``ordered_int32(score) << 32 | (2^32 - 1 - id)`` of
+``hybrid_fast/ops/_common/keys.py`` (integer order = score desc, id asc), decoded there.
 
 Algorithm of :func:`topk_ip`: the corpus is processed in chunks of ``n_chunk`` rows (and the
 queries in blocks of ``q_block`` rows) so that one fp32 score tile stays under
@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import torch
 
-from . import registry
-from .topk import ID_MASK, decode_keys, topk_chunked_reference
-from .. import _ext
+from ... import _ext
+from .._common import registry
+from .._common.keys import ID_MASK, decode_keys
+from .formulas import register_cuda_selection_fakes
+from .merge import topk_chunked_reference
 
 NAMESPACE = "hybrid_fast_cuda"
 SCORE_TILE_BYTES = 256 << 20  # one fp32 score tile (q_block x n_chunk)
@@ -89,7 +91,7 @@ def topk_keys(q, c, k, exclude, n_chunk: int = 0, q_block: int = 0, segments: in
 
 
 def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
-    """Registry impl (signature of ``hybrid_fast.ops.topk._cpu_impl``): tile_q / tile_n are the
+    """Registry implementation (signature of :func:`hybrid_fast.ops.topk.cpu.topk_ip`): tile_q / tile_n are the
     query block and corpus chunk, splits the row ranges per tile row (0 = auto)."""
     if q.dtype == torch.float64 or c.dtype == torch.float64 or c.shape[0] >= ID_MASK:
         return topk_chunked_reference(q, c, k, exclude)
@@ -97,20 +99,14 @@ def topk_ip(q, c, k, exclude, tile_q, tile_n, splits):
     return decode_keys(keys)
 
 
-def _register_fakes() -> None:
-    @torch.library.register_fake(NAMESPACE + "::topk_from_scores")
-    def _from_scores_fake(scores, k, col_offset=0, exclude=None, segments=1):
-        torch._check(1 <= k <= scores.shape[1])
-        return scores.new_empty((scores.shape[0], k), dtype=torch.int64)
-
-    @torch.library.register_fake(NAMESPACE + "::topk_merge_keys")
-    def _merge_keys_fake(keys, k):
-        torch._check(1 <= k <= keys.shape[1])
-        return keys.new_empty((keys.shape[0], k), dtype=torch.int64)
+def why_unavailable(device: torch.device) -> Exception | None:
+    if _ext.cuda is None:
+        return RuntimeError(f"this torch ({torch.__version__}) was built without CUDA")
+    return _ext.cuda.unavailable_error("topk_search(backend='cuda')")
 
 
-if registry.cuda_module_available(torch.device("cuda")):  # the schemas come with the compiled module
+if _ext.cuda is not None and _ext.cuda.available:  # the schemas come with the compiled module
     _STATE["max_exclude"] = _ext.cuda.module.build_info()["topk_max_exclude"]
-    _register_fakes()
+    register_cuda_selection_fakes(NAMESPACE)
 
-registry.op("topk_search").register("cuda", ("cuda",), registry.cuda_module_available, topk_ip)
+registry.op("topk_search").register("cuda", ("cuda",), topk_ip, why_unavailable)

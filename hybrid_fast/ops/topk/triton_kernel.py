@@ -8,15 +8,15 @@ padded with (-inf, -1).
 Kernel ``_topk_kernel``, grid (cdiv(Q, BLOCK_Q), splits): each program owns BLOCK_Q queries and
 one contiguous range of the corpus. Per BLOCK_N tile: S = q_blk @ x_tile^T (K-loop over d in
 BLOCK_K, fp32 accumulate; fp32 inputs use IEEE dots), NaN -> -inf, -0 -> +0, excluded ids
-masked. Each score is packed with its id into one int64 key,
-``key = ordered_int32(score) << 32 | (2^32 - 1 - id)``, so that integer order is (score desc,
-id asc) and one ``tl.topk`` on keys selects values and ids together. The tile's top KP keys are
+masked. Each score is packed with its id into one int64 key (the format of
+``hybrid_fast/ops/_common/keys.py``: ``ordered_int32(score) << 32 | (2^32 - 1 - id)``), so that
+integer order is (score desc, id asc) and one ``tl.topk`` on keys selects values and ids together. The tile's top KP keys are
 merged with the running top KP (join + topk) in registers; only (Q, splits, KP) keys reach
 global memory, never the Q x N scores. The host merges the splits with ``torch.topk`` on the
 keys and decodes them.
 
 Limits: KP = next_pow2(k) <= 256 (larger k, float64 inputs and N >= 2^32 - 1 take the chunked
-multi-pass fallback in ``hybrid_fast.ops.triton_backend``); ids < 2^32 - 1.
+multi-pass fallback in ``hybrid_fast.ops.topk.triton``); ids < 2^32 - 1.
 
 Flops 2 Q N d; bytes: the corpus (N d itemsize) once per query block (Q <= BLOCK_Q: once), plus
 Q splits KP 8 bytes of candidates. Tile defaults (BLOCK_Q 64, BLOCK_N 128, BLOCK_K 64) are
@@ -28,9 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
-from hybrid_fast.ops.topk import ID_MASK, decode_keys  # the key format, shared with backend "cuda"
-
-from .infonce import INTERPRET, _dot_nt, _launch, _pow2_block
+from .._common.keys import ID_MASK, decode_keys
+from .._common.triton_helpers import INTERPRET, KEY_MIN, dot_nt, launch, pack_keys, pow2_block
 
 KP_MAX = 256
 
@@ -46,12 +45,12 @@ def _topk_kernel(q_ptr, x_ptr, ex_ptr, out_ptr, Q, N, D, E, n_per_split, stride_
     rows64 = rows.to(tl.int64)
     n_start = pid_s * n_per_split
     n_end = tl.minimum(N, n_start + n_per_split)
-    best = tl.full([BLOCK_Q, KP], -9223372036854775808, tl.int64)  # MIN_KEY (jit: a literal)
+    best = tl.full([BLOCK_Q, KP], KEY_MIN, tl.int64)
     for n0 in range(n_start, n_end, BLOCK_N):
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < n_end
         cols64 = cols.to(tl.int64)
-        acc = _dot_nt(q_ptr, rows64, row_ok, stride_q, x_ptr, cols64, col_ok, stride_x, D,
+        acc = dot_nt(q_ptr, rows64, row_ok, stride_q, x_ptr, cols64, col_ok, stride_x, D,
                       tl.zeros([BLOCK_Q, BLOCK_N], tl.float32), BLOCK_K, UPCAST, PRECISION, tl.float32)
         s = tl.where(acc != acc, float("-inf"), acc)  # NaN never returned
         s = tl.where(s == 0.0, 0.0, s)  # -0 -> +0: equal scores must tie on the id
@@ -60,10 +59,7 @@ def _topk_kernel(q_ptr, x_ptr, ex_ptr, out_ptr, Q, N, D, E, n_per_split, stride_
             for e in range(0, E):
                 ex = tl.load(ex_ptr + rows64 * stride_ex + e, mask=row_ok, other=-1)
                 ok = ok & (cols64[None, :] != ex[:, None])
-        bits = s.to(tl.int32, bitcast=True)
-        ordered = tl.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-        key = (ordered.to(tl.int64) << 32) | (4294967295 - cols64)[None, :]
-        key = tl.where(ok, key, -9223372036854775808)  # MIN_KEY
+        key = tl.where(ok, pack_keys(s, cols64[None, :]), KEY_MIN)
         tile_top = tl.topk(key, KP, dim=1)
         merged = tl.reshape(tl.join(best, tile_top), [BLOCK_Q, 2 * KP])
         best = tl.topk(merged, KP, dim=1)
@@ -92,9 +88,9 @@ def config(Q: int, N: int, D: int, k: int, *, tile_q: int = 0, tile_n: int = 0, 
     BLOCK_N 128 (>= KP), BLOCK_K 64; explicit ``tile_q``/``tile_n``/``k_block`` (0 = default)
     override; no launch options under the interpreter."""
     kp = max(triton.next_power_of_2(k), 1)
-    bq = _pow2_block(tile_q, 64 if kp <= 64 else 16, Q, hi=128)
-    bn = max(_pow2_block(tile_n, 128, N, hi=1024), kp)
-    bk = _pow2_block(k_block, 64, D, hi=128)
+    bq = pow2_block(tile_q, 64 if kp <= 64 else 16, Q, hi=128)
+    bn = max(pow2_block(tile_n, 128, N, hi=1024), kp)
+    bk = pow2_block(k_block, 64, D, hi=128)
     opts = {} if INTERPRET else dict(num_warps=8 if bq * bn >= 64 * 128 else 4, num_stages=3)
     return dict(BLOCK_Q=bq, BLOCK_N=bn, BLOCK_K=bk, KP=kp, **opts)
 
@@ -102,7 +98,7 @@ def config(Q: int, N: int, D: int, k: int, *, tile_q: int = 0, tile_n: int = 0, 
 def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k_block=0):
     """Launch ``_topk_kernel`` and merge the splits: -> (scores (Q, k) float32, ids (Q, k) int64).
 
-    Inputs validated and contiguous (``hybrid_fast.ops.topk.topk_inputs``); ``exclude`` None or
+    Inputs validated and contiguous (``hybrid_fast.ops.topk.inputs.topk_inputs``); ``exclude`` None or
     (Q, E) int64 with -1 = none; requires :func:`fused_supported`. ``tile_q``/``tile_n``: BLOCK_Q
     and BLOCK_N (powers of two >= 16, rounded up; BLOCK_N >= KP); ``splits``: corpus ranges
     (0 = enough to fill ~2 waves of 132 SMs)."""
@@ -120,7 +116,7 @@ def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k
     upcast, prec = dtype_config(queries.dtype, corpus.dtype)
     has_ex = exclude is not None and exclude.numel() > 0
     ex = exclude if has_ex else out
-    _launch(_topk_kernel, (triton.cdiv(Q, bq), splits), queries, corpus, ex, out, Q, N, D,
+    launch(_topk_kernel, (triton.cdiv(Q, bq), splits), queries, corpus, ex, out, Q, N, D,
             exclude.shape[1] if has_ex else 0, n_per_split, queries.stride(0), corpus.stride(0),
             ex.stride(0) if has_ex else 0,
             HAS_EXCLUDE=has_ex, UPCAST=upcast, PRECISION=prec, **cfg)
@@ -128,5 +124,3 @@ def topk_ip(queries, corpus, k, exclude=None, tile_q=0, tile_n=0, splits=0, *, k
     keys = torch.topk(keys, k, dim=1, sorted=True).values
     return decode_keys(keys)
 
-
-KERNELS = {"topk_ip": _topk_kernel}

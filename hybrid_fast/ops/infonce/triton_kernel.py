@@ -80,41 +80,12 @@ all of d in one program up to d = 256.
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from hybrid_fast.ops.validation import compute_dtype
-
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _launch(kernel, grid, *args, **kwargs):
-    """Launch through torch.library.wrap_triton on GPU (traceable by torch.compile inside a
-    triton_op); plain launch under the interpreter."""
-    if INTERPRET:
-        return kernel[grid](*args, **kwargs)
-    return torch.library.wrap_triton(kernel)[grid](*args, **kwargs)
-
-
-@triton.jit
-def _dot_nt(a_ptr, a_rows64, a_ok, stride_a, b_ptr, b_rows64, b_ok, stride_b, D, acc, BLOCK_K: tl.constexpr,
-            UPCAST: tl.constexpr, PRECISION: tl.constexpr, ACC: tl.constexpr):
-    """acc + A[a_rows] @ B[b_rows]^T over the whole of d (K-loop in BLOCK_K): the score tile of
-    every kernel here and in topk.py (A, B row-major with row strides stride_a, stride_b)."""
-    for k0 in range(0, D, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_ok = ks < D
-        at = tl.load(a_ptr + a_rows64[:, None] * stride_a + ks[None, :], mask=a_ok[:, None] & k_ok[None, :], other=0.0)
-        bt = tl.load(b_ptr + b_rows64[:, None] * stride_b + ks[None, :], mask=b_ok[:, None] & k_ok[None, :], other=0.0)
-        if UPCAST:
-            at = at.to(ACC)
-            bt = bt.to(ACC)
-        acc = tl.dot(at, tl.trans(bt), acc, input_precision=PRECISION, out_dtype=ACC)
-    return acc
-
+from .._common.triton_helpers import INTERPRET, dot_nt, launch, pow2_block
+from .._common.validation import compute_dtype
 
 @triton.jit
 def _dot_acc(w, ptr, rows64, row_ok, stride, dcols, D, acc, UPCAST: tl.constexpr, PRECISION: tl.constexpr,
@@ -196,7 +167,7 @@ def _rows_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         cols = n0 + tl.arange(0, BLOCK_N)
         col_ok = cols < N
         cols64 = cols.to(tl.int64)
-        raw = _dot_nt(q_ptr, rows64, row_ok, stride_q, p_ptr, cols64, col_ok, stride_p, D,
+        raw = dot_nt(q_ptr, rows64, row_ok, stride_q, p_ptr, cols64, col_ok, stride_p, D,
                       tl.zeros([BLOCK_M, BLOCK_N], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
         s = raw * scale
         pg = _load_groups(pg_ptr, cols, col_ok, HAS_GROUPS)
@@ -311,7 +282,7 @@ def _cols_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
         lse = tl.load(lse_ptr + rows, mask=row_ok, other=0.0).to(ACC)
         a = tl.load(a_ptr + rows, mask=row_ok, other=0.0).to(ACC)
         b = tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(ACC)
-        raw = _dot_nt(p_ptr, cols64, col_ok, stride_p, q_ptr, rows64, row_ok, stride_q, D,
+        raw = dot_nt(p_ptr, cols64, col_ok, stride_p, q_ptr, rows64, row_ok, stride_q, D,
                       tl.zeros([BLOCK_N, BLOCK_M], ACC), BLOCK_K, UPCAST, PRECISION, ACC)
         qg = _load_groups(qg_ptr, rows, row_ok, HAS_GROUPS)
         is_pos, valid = _pair_mask(cols[:, None], col_ok[:, None], pg[:, None], lab[None, :], row_ok[None, :],
@@ -356,14 +327,6 @@ def _cols_kernel(q_ptr, p_ptr, labels_ptr, qg_ptr, pg_ptr, scale_ptr, a_ptr, b_p
 MAX_ACC = 8  # dq/dp accumulators per program (acc0..acc7 in the kernels)
 
 
-def _pow2_block(requested: int, default: int, extent: int, lo: int = 16, hi: int = 256) -> int:
-    """Tile size: ``requested`` (0 = ``default``) rounded up to a power of two in [lo, hi],
-    no larger than needed for ``extent``."""
-    b = requested if requested > 0 else default
-    b = min(b, max(lo, extent))
-    return max(lo, min(hi, triton.next_power_of_2(b)))
-
-
 def _dtype_config(dtype: torch.dtype):
     """(accumulator tl dtype, upcast tiles at load, dot input precision) for an input dtype."""
     if dtype == torch.float64:
@@ -402,11 +365,11 @@ def _split_d(D: int, d_block: int, d_acc: int, max_cols: int, max_bd: int = 256)
     N_ACC (``d_acc=1``: the chunked scheme of one BLOCK_D-wide accumulator per program)."""
     target = min(D, max_cols)
     if d_block > 0:
-        bd = _pow2_block(d_block, d_block, D)
+        bd = pow2_block(d_block, d_block, D)
         na = d_acc if d_acc > 0 else min(MAX_ACC, triton.cdiv(target, bd))
     elif d_acc > 0:
         na = d_acc
-        bd = _pow2_block(triton.cdiv(target, na), 0, D, hi=max_bd)
+        bd = pow2_block(triton.cdiv(target, na), 0, D, hi=max_bd)
     else:
         best = None
         for bd_ in (16, 32, 64, 128, 256):
@@ -423,9 +386,9 @@ def config(D: int, dtype, kind: str, *, B: int = 1 << 30, N: int = 1 << 30, row_
     """Tiles and launch options of one pass. ``kind``: "fwd" (rows kernel without gradient),
     "rows" (rows kernel with dq) or "cols" (dp). Explicit arguments (0 = default) override."""
     if kind == "fwd":
-        bm = _pow2_block(row_block, 128, B)
-        bn = _pow2_block(col_block, 64, N)
-        bk = _pow2_block(k_block, 64, D, hi=128)
+        bm = pow2_block(row_block, 128, B)
+        bn = pow2_block(col_block, 64, N)
+        bk = pow2_block(k_block, 64, D, hi=128)
         opts = {} if INTERPRET else dict(num_warps=8 if bm * bn >= 128 * 64 else 4, num_stages=3)
         return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_D=16, N_ACC=1, n_dchunks=1, **opts)
     table = GRAD_CONFIGS[(_dkind(dtype), kind)]
@@ -436,9 +399,9 @@ def config(D: int, dtype, kind: str, *, B: int = 1 << 30, N: int = 1 << 30, row_
         max_cols = 4 * 64
     else:
         max_cols = table[-1][0]
-    bm = _pow2_block(row_block, bm0, B)
-    bn = _pow2_block(col_block, bn0, N)
-    bk = _pow2_block(k_block, bk0, D, hi=128)
+    bm = pow2_block(row_block, bm0, B)
+    bn = pow2_block(col_block, bn0, N)
+    bk = pow2_block(k_block, bk0, D, hi=128)
     bd, na, nch = _split_d(D, d_block, d_acc, max_cols, bd0)
     opts = {} if INTERPRET else dict(num_warps=warps, num_stages=stages)
     return dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BLOCK_D=bd, N_ACC=na, n_dchunks=nch, **opts)
@@ -465,7 +428,7 @@ def rows_pass(q, p, labels, scale, q_groups, p_groups, a=None, b=None, *, row_bl
     dsc = torch.empty(B, dtype=ct, device=q.device) if grad else loss
     has_groups = p_groups is not None
     grid = (triton.cdiv(B, cfg["BLOCK_M"]), cfg["n_dchunks"])
-    _launch(_rows_kernel, grid, q, p, labels, q_groups if has_groups else labels, p_groups if has_groups else labels,
+    launch(_rows_kernel, grid, q, p, labels, q_groups if has_groups else labels, p_groups if has_groups else labels,
             scale, a if grad else loss, b if grad else loss, loss, lse, dq, dsc,
             B, N, D, q.stride(0), p.stride(0), dq.stride(0) if grad else 0,
             HAS_GROUPS=has_groups, COMPUTE_GRAD=grad, UPCAST=upcast, PRECISION=prec, ACC=acc,
@@ -486,7 +449,7 @@ def cols_pass(q, p, labels, scale, q_groups, p_groups, lse, a, b, *, row_block=0
     dp = torch.empty_like(p)
     has_groups = p_groups is not None
     grid = (triton.cdiv(N, cfg["BLOCK_N"]), cfg["n_dchunks"])
-    _launch(_cols_kernel, grid, q, p, labels, q_groups if has_groups else labels, p_groups if has_groups else labels,
+    launch(_cols_kernel, grid, q, p, labels, q_groups if has_groups else labels, p_groups if has_groups else labels,
             scale, a, b, lse, dp, B, N, D, q.stride(0), p.stride(0), dp.stride(0),
             HAS_GROUPS=has_groups, UPCAST=upcast, PRECISION=prec, ACC=acc, **_launch_kwargs(cfg))
     return dp
@@ -538,5 +501,3 @@ def passes(d: int, *, grad: bool, fused: bool = True, dtype=torch.bfloat16, d_bl
     n_cols = config(d, dtype, "cols", d_block=d_block, d_acc=d_acc)["n_dchunks"]
     return n_rows + n_cols + 2 + (0 if fused else 1)
 
-
-KERNELS = {"infonce_rows": _rows_kernel, "infonce_cols": _cols_kernel}

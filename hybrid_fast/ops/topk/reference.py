@@ -1,4 +1,5 @@
-"""Pure-PyTorch exact top-k search: the test oracle and the "torch mm + topk" baseline.
+"""Pure-PyTorch exact top-k search: the test oracle, the "torch mm + topk" baseline and backend
+"reference" of :func:`hybrid_fast.topk_search` (re-exported as ``hybrid_fast.reference``).
 
 Materialises the (Q, N) score matrix on purpose. Semantics are those of
 :func:`hybrid_fast.topk_search` with ``precision="fp32"`` (or fp64 for fp64 inputs).
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from ..ops.validation import compute_dtype
+from .._common import registry
+from .._common.validation import compute_dtype
+from .inputs import topk_inputs
 
 
 def topk_scores(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude: torch.Tensor | None):
@@ -38,7 +41,13 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None):
     Same arguments, validation, outputs, tie rule and padding as the fused op with
     ``precision="fp32"``; memory O(Q N).
     """
-    from ..ops.topk import topk_inputs  # shared validation
-
     queries, corpus, exclude = topk_inputs(queries, corpus, k, metric, exclude, "fp32")
     return topk_scores(queries, corpus, k, exclude)
+
+
+def _reference_impl(q, c, k, exclude, tile_q, tile_n, splits):
+    """Registry implementation of backend "reference" (the tiles do not apply)."""
+    return topk_scores(q, c, k, exclude)
+
+
+registry.op("topk_search").register("reference", ("cpu", "cuda"), _reference_impl)

@@ -1,6 +1,6 @@
 """Ahead-of-time compilation of every Triton kernel for Hopper (sm_90), no GPU needed.
 
-``python -c "from hybrid_fast.triton import aot; aot.main()"`` in a process WITHOUT
+``python -m hybrid_fast.ops.triton_aot`` in a process WITHOUT
 ``TRITON_INTERPRET`` compiles each kernel in the configurations the launchers use (dtypes, flags,
 default tiles) with ``triton.compile(ASTSource(...), target=GPUTarget("cuda", 90, 32))`` and
 prints one JSON line per configuration: PTX/cubin sizes, shared memory, whether the PTX uses
@@ -24,8 +24,8 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from . import infonce as K
-from . import topk as T
+from .infonce import triton_kernel as K
+from .topk import triton_kernel as T
 
 _TORCH = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "fp64": "float64"}
 INFONCE_DS = (256, 512, 768)  # d of the default configurations compiled (benchmark shapes: 512, 768)

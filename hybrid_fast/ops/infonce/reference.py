@@ -1,4 +1,5 @@
-"""Pure-PyTorch InfoNCE: the test oracle and the "pure PyTorch" benchmark baseline.
+"""Pure-PyTorch InfoNCE: the test oracle, the "pure PyTorch" benchmark baseline and backend
+"reference" of :func:`hybrid_fast.infonce_loss` (re-exported as ``hybrid_fast.reference``).
 
 Materialises the (B, N) score matrix (and autograd keeps several of them alive), which is
 exactly what the fused kernels avoid. Semantics are identical to :func:`hybrid_fast.infonce_loss`.
@@ -8,7 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..ops.validation import compute_dtype, infonce_inputs, scale_tensor
+from .._common import registry
+from .._common.validation import compute_dtype, scale_tensor
+from .inputs import infonce_inputs
 
 
 def infonce_rows(q: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,
@@ -43,3 +46,13 @@ def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None,
         back = infonce_rows(p_pos, q, torch.arange(q.shape[0], device=q.device), s, pg_pos, q_groups)
         rows = (rows + back) / 2
     return reduce_rows(rows, reduction)
+
+
+def one_direction(q, p, labels, scale, q_groups, p_groups, reduction, row_block, col_block):
+    """Registry implementation of backend "reference" (same signature as the compiled ones): the
+    pure-PyTorch oracle, differentiable through plain torch ops; materialises the (B, N) scores,
+    so the tile sizes do not apply. Never chosen by "auto" (not in ``auto_order``)."""
+    return reduce_rows(infonce_rows(q, p, labels, scale, q_groups, p_groups), reduction)
+
+
+registry.op("infonce_loss").register("reference", ("cpu", "cuda"), one_direction)
