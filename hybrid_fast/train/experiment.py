@@ -234,7 +234,8 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 seed_everything(seed)
                 model = BiEncoder.from_pretrained(base.model, pooling=base.pooling, normalize=base.similarity == "cos",
                                                   query_max_length=base.query_max_length,
-                                                  passage_max_length=base.passage_max_length)
+                                                  passage_max_length=base.passage_max_length,
+                                                  query_prefix="", passage_prefix="")  # evaluate_model prefixes
                 train_info = None
             else:
                 cfg = base.replace(sampler=arm, seed=seed, output_dir=str(work_dir / f"{arm}-seed{seed}"))
