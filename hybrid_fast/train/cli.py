@@ -2,6 +2,8 @@
 
     hybrid-fast train --config run.yaml --sampler hybrid --alpha 0.5 --max-steps 300 --output-dir runs/h
     hybrid-fast train --output-dir runs/h --resume          # continue a killed run
+    torchrun --nproc_per_node=4 -m hybrid_fast.train.cli train --batch-size 256 ...   # DDP, 64 per rank
+    torchrun --nproc_per_node=4 --no-python hybrid-fast train --batch-size 256 ...    # the same
     hybrid-fast experiment --quick                     # packaged sample (or $HYBRID_FAST_DATA), runs/quick/
     hybrid-fast experiment --data ../shared/data --output results/replication/replication.json
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from .config import add_config_arguments, config_from_args
@@ -16,16 +19,29 @@ from .experiment import ARMS
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..preflight import check_model, require_modules
+    """Train; under torchrun (``WORLD_SIZE`` > 1) every rank joins the process group first and
+    the trainer runs DDP (``--batch-size`` is the global batch); rank 0 prints the summary."""
+    from pathlib import Path
+
+    from ..preflight import check_model, check_writable, require_modules
 
     cfg = config_from_args(args)
     require_modules("train", cfg.model)
     check_model(cfg.model, "--model")
+    check_writable(Path(cfg.output_dir) / "config.json", "--output-dir")
+    from ..distributed.runtime import init_distributed, shutdown_distributed
     from .trainer import Trainer
 
-    summary = Trainer(cfg).train(resume=args.resume)
+    context = init_distributed(cfg.dist_backend, cfg.dist_timeout_s)
+    if not context.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0's
+    try:
+        summary = Trainer(cfg).train(resume=args.resume)  # picks up the group joined above
+    finally:
+        shutdown_distributed()
     summary.pop("losses")
-    print(json.dumps(summary, indent=1))
+    if context.is_main:
+        print(json.dumps(summary, indent=1))
     return 0
 
 
