@@ -34,10 +34,14 @@ def write_beir(folder: Path) -> Path:
 def _run_cli(target: str, folder: str, output: str) -> int:
     import hybrid_fast.eval.cli as cli
 
-    cli._build_encoder = lambda args: HashedWords()  # no model: the command's own code path otherwise
     extra = ["--k-values", "1,3,10"] if target == "beir" else ["--languages", "de,en"]  # 2 of the sample's 5
-    return cli.main([target, "--model", "bag-of-words", "--data", folder, "--output", output, "--no-progress",
-                     "--dist-timeout", "60", *extra])
+    build = cli._build_encoder
+    cli._build_encoder = lambda args: HashedWords()  # no model: the command's own code path otherwise
+    try:
+        return cli.main([target, "--model", "bag-of-words", "--data", folder, "--output", output, "--no-progress",
+                         "--dist-timeout", "60", *extra])
+    finally:
+        cli._build_encoder = build
 
 
 def _worker(rank, world, runs):
