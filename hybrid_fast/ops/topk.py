@@ -120,8 +120,9 @@ def decode_keys(keys: torch.Tensor):
 def fast_bf16_matmul() -> bool:
     """Whether ``precision="exact"`` screens in bf16 here: the compiled module's bf16 GEMM choice
     (csrc/common/isa.h): ``HYBRID_FAST_BF16_GEMM=on|off`` forces it, ``auto`` picks CPUs with
-    AMX-BF16 units (``hybrid_fast.backends()["build"]["cpu_module"]["bf16_units"]``). Elsewhere the
-    exact answer is fastest computed directly in fp32 (benches/RESULTS.md, "bf16 GEMM tiles").
+    bf16 matrix units (AMX-BF16; AVX512-BF16 with oneDNN's micro-kernel), reported in
+    ``hybrid_fast.backends()["build"]["cpu_module"]``. Elsewhere the exact answer is computed
+    directly in fp32 (benches/RESULTS.md, "bf16 GEMM tiles").
     """
     return _ext.cpu.available and bool(_ext.cpu.module.bf16_gemm())
 
@@ -249,8 +250,8 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
             with -1, or a sequence of Q id lists.
         precision: "exact" (default): the exact top-k of the fp32 scores (fp64 for fp64 inputs),
             up to fp32 rounding of the dot products, by the fastest strategy for this CPU
-            (``exact_strategy="auto"``, :func:`fast_bf16_matmul`): "direct" fp32 scoring where
-            bf16 GEMM tiles are not faster (CPUs without AMX-BF16), else "screen": bf16 scoring
+            (``exact_strategy="auto"``, :func:`fast_bf16_matmul`): "direct" fp32 scoring on
+            CPUs without bf16 matrix units, else "screen": bf16 scoring
             of a candidate set certified through the bound :func:`bf16_screen_bound`
             (:math:`|\tilde s - s| \le c_d \|q\| \|x\|`, :math:`c_d \approx 2^{-7}`), then an fp32
             rescore. "fp32": direct fp32 scoring. "bf16": inputs rounded to bf16, fp32
