@@ -26,8 +26,12 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
-    parser.add_argument("--query-prefix", default=DEFAULT_PREFIXES["query"])
-    parser.add_argument("--passage-prefix", default=DEFAULT_PREFIXES["passage"])
+    parser.add_argument("--query-prefix", default=None,
+                        help="default: the model folder's (trained prefixes / sentence-transformers 'query' "
+                             f"prompt), else {DEFAULT_PREFIXES['query']!r}")
+    parser.add_argument("--passage-prefix", default=None,
+                        help="default: the model folder's (trained prefixes / sentence-transformers "
+                             f"'document' prompt), else {DEFAULT_PREFIXES['passage']!r}")
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -59,6 +63,9 @@ def _config(args: argparse.Namespace, encoder) -> dict:
     normalisation from the model's biencoder_config.json when not given, weights, max_length),
     when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    for name in ("query_prefix", "passage_prefix"):  # None = the folder's: record what was used
+        if flags.get(name) is None and isinstance(getattr(encoder, name, None), str):
+            flags[name] = getattr(encoder, name)
     identity = getattr(encoder, "identity", None)
     return {**flags, **({"encoder": identity()} if callable(identity) else {})}
 

@@ -31,6 +31,7 @@ import numpy as np
 from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
 from ..eval.report import plot_metrics
 from .config import TrainConfig, config_from_args
+from .experiment_report import markdown_tables  # noqa: F401  (public here too)
 from .trainer import Trainer, seed_everything
 
 test_lareqa = xquad_r_test_set  # the earlier name
@@ -183,24 +184,6 @@ def summarize(per_seed: list[dict]) -> dict:
     return out
 
 
-def markdown_tables(results: dict) -> str:
-    """The report tables (mean +- std over seeds) from :func:`run_experiment`'s dict."""
-    arms = results["arms"]
-    lines = ["| Model | Mono mAP | Cross mAP | Multi mAP | Mono nDCG@10 | Rank distance (lower is better) |",
-             "|---|---|---|---|---|---|"]
-    for arm, v in arms.items():
-        cell = lambda s, m: f"{v[s][m]:.3f} ± {v[s][m + '_std']:.3f}"  # noqa: E731
-        lines.append(f"| {arm} | {cell('mono', 'map')} | {cell('cross', 'map')} | {cell('multi', 'map')} | "
-                     f"{cell('mono', 'ndcg@10')} | {v['rank_distance']:.1f} ± {v['rank_distance_std']:.1f} |")
-    lines += ["", "Per seed (mono / cross / multi mAP, rank distance):", "",
-              "| Model | Seed | Mono | Cross | Multi | Mono nDCG@10 | Rank distance |", "|---|---|---|---|---|---|---|"]
-    for arm, v in arms.items():
-        for r in v["per_seed"]:
-            lines.append(f"| {arm} | {r['seed']} | {r['mono_map']:.3f} | {r['cross_map']:.3f} | {r['multi_map']:.3f} | "
-                         f"{r['mono_ndcg@10']:.3f} | {r['rank_distance']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
 def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS, work_dir: str | Path = "runs/replication",
                    keep_models: bool = False, report_dir: str | Path | None = None,
                    beir_dirs=(), test_articles_available=None, data_label: str | None = None) -> dict:
@@ -251,7 +234,8 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 seed_everything(seed)
                 model = BiEncoder.from_pretrained(base.model, pooling=base.pooling, normalize=base.similarity == "cos",
                                                   query_max_length=base.query_max_length,
-                                                  passage_max_length=base.passage_max_length)
+                                                  passage_max_length=base.passage_max_length,
+                                                  query_prefix="", passage_prefix="")  # evaluate_model prefixes
                 train_info = None
             else:
                 cfg = base.replace(sampler=arm, seed=seed, output_dir=str(work_dir / f"{arm}-seed{seed}"))

@@ -89,7 +89,7 @@ class Trainer:
     Files in ``config.output_dir``: ``config.json``, ``metrics.jsonl`` (one JSON object per log
     line: ``{"step", "loss", "lr", "examples_per_s", ...}`` / ``{"step", "val_loss"}`` /
     ``{"step", "eval"}``), ``loss.png``, ``checkpoint-<step>/``, ``model/`` (final weights,
-    loadable by :class:`hybrid_fast.Encoder`).
+    loadable by :class:`hybrid_fast.Encoder` and ``SentenceTransformer(folder)``, prefixes included).
     """
 
     def __init__(self, config: TrainConfig, *, model=None, train_data: ParallelQADataset | None = None,
@@ -102,10 +102,11 @@ class Trainer:
         if model is None:
             from ..model import BiEncoder
 
+            # prefixes "": the collator prefixes the training texts (a folder's prompts must not add twice)
             model = BiEncoder.from_pretrained(
                 config.model, pooling=config.pooling, normalize=config.similarity == "cos",
                 query_max_length=config.query_max_length, passage_max_length=config.passage_max_length,
-                gradient_checkpointing=config.gradient_checkpointing)
+                query_prefix="", passage_prefix="", gradient_checkpointing=config.gradient_checkpointing)
         elif config.gradient_checkpointing:
             from ..model import enable_gradient_checkpointing
 
@@ -366,7 +367,9 @@ class Trainer:
         if finished and self._best_weights is not None:
             self.model.load_state_dict(self._best_weights)  # early stopping keeps the best validation
         if finished and save_model and main:
-            self.model.save_pretrained(self.output_dir / "model")
+            # the folder records the collator's prefixes: Encoder / SentenceTransformer(folder) apply them
+            self.model.save_pretrained(self.output_dir / "model",
+                                       prefixes={"query": cfg.query_prefix, "passage": cfg.passage_prefix})
         if main and (self.output_dir / "metrics.jsonl").is_file():
             plot_metrics(self.output_dir / "metrics.jsonl", self.output_dir / "loss.png", title=cfg.sampler)
         return {"steps": self.state["step"], "losses": losses,
