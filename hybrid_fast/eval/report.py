@@ -1,11 +1,43 @@
 """Reports: terminal tables, JSON files, the cross-lingual mAP heatmap and the training loss
-curves of ``metrics.jsonl`` files (matplotlib Agg, imported only when a figure is drawn)."""
+curves of ``metrics.jsonl`` files (matplotlib Agg, imported only when a figure is drawn; without
+matplotlib a figure is skipped with one warning). Files are written atomically."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
+
+from .._atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+_warned_no_matplotlib = False
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or None (one warning per process) when
+    matplotlib is not installed: plots are optional, the run's results are not."""
+    global _warned_no_matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        if not _warned_no_matplotlib:
+            log.warning("matplotlib is not installed: plots are skipped (pip install 'hybrid_fast[all]')")
+            _warned_no_matplotlib = True
+        return None
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save ``fig`` to ``path`` atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -77,18 +109,15 @@ def write_json(result: dict, path: str | Path) -> Path:
             return [clean(v) for v in value]
         return value
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
 
 
-def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path:
-    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path | None:
+    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language); None
+    (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
 
     languages = result["cross_matrix"]["languages"]
     matrix = result["cross_matrix"]["map"]
@@ -107,11 +136,7 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -119,13 +144,12 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path | None:
     """Training loss (per log window) and validation loss vs step from one or more
-    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg); None (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
 
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     labels = labels or [Path(p).parent.name for p in paths]
@@ -145,6 +169,4 @@ def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return Path(png)
+    return save_figure(fig, png, dpi=110)

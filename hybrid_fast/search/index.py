@@ -16,8 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..ops.topk import METRICS, normalize_rows, topk_over_chunks, topk_search
-from ..ops.validation import check_finite, compute_dtype
+from ..ops._common.validation import check_finite, compute_dtype
+from ..ops.topk import METRICS, normalize_rows, topk_search
+from ..ops.topk.inputs import exclude_tensor
+from ..ops.topk.merge import topk_over_chunks
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
@@ -210,12 +212,11 @@ class ExactIndex:
 
     def _search_sharded(self, q, k, exclude, precision, backend, chunk_rows, result_on):
         from ..distributed.search import sharded_search
-        from ..ops.topk import _exclude_tensor
 
         if not isinstance(q, torch.Tensor) or q.dim() != 2:
             raise ValueError(f"queries must be (Q, dim={self.dim}), got {getattr(q, 'shape', type(q).__name__)}")
-        ex = None if exclude is None else _exclude_tensor(exclude, q.shape[0], torch.iinfo(torch.int64).max,
-                                                          torch.device("cpu"))
+        ex = None if exclude is None else exclude_tensor(exclude, q.shape[0], torch.iinfo(torch.int64).max,
+                                                         torch.device("cpu"))
 
         def local_search(kk, local_ex):
             if self._mmap is None:
@@ -235,9 +236,7 @@ class ExactIndex:
             chunk_rows = max(1, _DEFAULT_CHUNK_BYTES // (self.dim * itemsize))
         ex = None
         if exclude is not None:
-            from ..ops.topk import _exclude_tensor
-
-            ex = _exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
+            ex = exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
         metric = "cosine" if (self.metric == "cosine" and not self._normalized_on_disk) else "ip"
 
         def chunks():

@@ -32,16 +32,6 @@ def parallel_data(n=24, langs=LANGS):
     return ParallelQADataset(records, langs)
 
 
-@pytest.fixture(scope="module")
-def minilm_path():
-    try:
-        from hybrid_fast.encoder import offline_minilm_path
-
-        return str(offline_minilm_path())
-    except FileNotFoundError as exc:
-        pytest.skip(str(exc))
-
-
 def no_dropout(module):
     for m in module.modules():
         if isinstance(m, torch.nn.Dropout):
