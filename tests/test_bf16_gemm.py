@@ -29,9 +29,7 @@ from hybrid_fast import _ext
 from hybrid_fast.ops.infonce.api import loss_with_tiles
 from hybrid_fast.ops.topk import fast_bf16_matmul
 from hybrid_fast.ops.topk.api import search_with_tiles
-from oracle_utils import assert_close
-from test_infonce import check_against_reference, make_inputs
-from test_topk_search import assert_valid_topk, integer_data, near_tie_data
+from oracle_utils import assert_close, assert_valid_topk, check_against_reference, integer_data, make_inputs, near_tie_data
 
 pytestmark = pytest.mark.skipif(not _ext.cpu.available, reason="no compiled module (hybrid_fast._C)")
 U = 2.0 ** -8

@@ -83,7 +83,7 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   // Score tile of about kScoreTileElems (1 MiB fp32), at least 256 columns so at::mm calls stay
   // large; few queries get long tiles. Auto widths are multiples of 64 columns: on a 500-query
   // block MKL ran 0-16% slower at the former 262 columns than at 256, while 256 / 512 / 1024
-  // were within run-to-run noise of each other (benches/topk_tile_widths.py, 4 runs); the
+  // were within run-to-run noise of each other (hybrid_fast.benchmarks.topk --tile-widths, 4 runs); the
   // filter reads the tile once, from L2/L3.
   p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt / 64 * 64, kMinTileN, kMaxTileN));
   const int64_t nqb = ceil_div(Q, p.Qt);

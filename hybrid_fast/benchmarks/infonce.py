@@ -1,6 +1,7 @@
-"""Benchmark of the fused InfoNCE loss (forward + backward) against pure PyTorch.
+"""Benchmark of the fused InfoNCE loss (forward + backward) against pure PyTorch, on the CPU or
+the GPU (``--device``, default: the GPU when there is one).
 
-Providers:
+CPU providers:
   hybrid_fast           hybrid_fast.infonce_loss(backend="cpu"): fused, no (B, N) matrix
   reference             hybrid_fast.reference.infonce_loss: F.cross_entropy(scale * q @ p.T)
                         (bf16/fp16 inputs upcast to fp32 first, as the fused kernel does)
@@ -21,15 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 import torch
 import torch.nn.functional as F
 
-import statistics
-
-from .common import (current_rss_bytes, environment, format_table, interleaved_medians, matmul_ceiling, peak_rss_bytes,
-                     reset_peak_rss, run_in_fresh_process, write_rows)
+from .common import (cuda_median_seconds, cuda_mm_rate, current_rss_bytes, environment, failure_cell, format_table,
+                     gpu_table, interleaved_medians, matmul_ceiling, peak_rss_bytes, reset_peak_rss,
+                     run_in_fresh_process, write_rows)
 
 SCALE = 20.0
 PROVIDERS = ("hybrid_fast", "reference", "naive", "linear_cross_entropy")
@@ -154,6 +155,85 @@ def run(sizes, dtypes, providers, d=768, repeats=3, measure_memory=True, max_sec
     return rows
 
 
+# ------------------------------------------------------------------------ GPU providers
+# mm: torch bf16 matmul of the same shape (the roofline); triton: the fused loss; naive:
+# F.cross_entropy(scale * q @ p.T) fwd+bwd (skipped when B x N does not fit); memeff: the
+# memeff package's MemoryEfficientQwen3Loss as the same one-direction InfoNCE. The kernel
+# performs triton_kernel.passes(d) x 2BNd (4 at d = 512/768 bf16, reported as kernel_passes).
+GPU_SHAPES = {"quick": [(8192, 768)], "full": [(32768, 768), (65536, 768), (32768, 512), (65536, 512)]}
+
+
+def memeff_loss(scale):
+    """(loss_fn(q, p), status): memeff's one-direction InfoNCE, the same function as ours
+    (``hybrid_fast.infonce_loss(q, p, scale=scale)``, q -> p, in-batch negatives, B = N, mean):
+    ``MemoryEfficientQwen3Loss`` with temperature = 1/scale, margin = 2 (disables its
+    false-negative mask), no q-q/d-d negatives, ``normalized_inputs=True`` (no extra normalisation:
+    the benchmark feeds unit-norm rows to every provider) and ``stable=False`` (textbook gradient
+    scale). Checked against the float64 reference in tests/test_memeff_baseline.py. (None, why)
+    when memeff is not importable."""
+    try:
+        import memeff
+    except ImportError as e:
+        return None, f"memeff is not installed ({e}); bash benches/gpu_check.sh installs benches/wheels/memeff-*.whl"
+    cls = getattr(memeff, "MemoryEfficientQwen3Loss", None)
+    if cls is None:
+        return None, f"memeff {getattr(memeff, '__version__', '?')} has no MemoryEfficientQwen3Loss"
+    fn = cls(temperature=1.0 / scale, margin=2.0, use_qq_negatives=False, use_dd_negatives=False,
+             normalized_inputs=True, stable=False)
+    return (lambda a, b: fn(a, b)), f"memeff {getattr(memeff, '__version__', '?')} MemoryEfficientQwen3Loss"
+
+
+def gpu_rows(B, d, quick):
+    """Fused loss fwd+bwd on the GPU: bf16 unit-norm rows, B = N, scale 20; providers triton,
+    naive (when B x N fits), memeff, against the measured bf16 mm rate (3 x 2BNd useful flops)."""
+    import hybrid_fast as hf
+
+    rows = []
+    # unit-norm rows (memeff's kernels assume them: exp2(S/T - 1/T)); the same inputs for all
+    q = F.normalize(torch.randn(B, d, device="cuda"), dim=1).to(torch.bfloat16)
+    p = F.normalize(q.float() + 0.5 * torch.randn(B, d, device="cuda") / d ** 0.5, dim=1).to(torch.bfloat16)
+    useful = 3 * 2 * B * B * d
+    peak = cuda_mm_rate(B, min(B, 16384), d)
+
+    def run(loss_fn):
+        qq, pp = q.clone().requires_grad_(), p.clone().requires_grad_()
+
+        def step():
+            qq.grad = pp.grad = None
+            loss_fn(qq, pp).backward()
+        torch.cuda.reset_peak_memory_stats()
+        t = cuda_median_seconds(step, repeats=3 if quick else 5)
+        return t, torch.cuda.max_memory_allocated()
+
+    providers = {"triton": lambda a, b: hf.infonce_loss(a, b, scale=SCALE, backend="triton")}
+    if B * B * 4 * 3 < torch.cuda.get_device_properties(0).total_memory * 0.6:
+        providers["naive"] = lambda a, b: F.cross_entropy(SCALE * a @ b.T, torch.arange(B, device="cuda"))
+    memeff_fn, memeff_status = memeff_loss(SCALE)
+    if memeff_fn is not None:
+        providers["memeff"] = memeff_fn
+    else:
+        print(f"memeff baseline skipped: {memeff_status}", flush=True)
+        rows.append(dict(bench="loss_fwd_bwd", provider="memeff", B=B, N=B, d=d, status=f"skipped: {memeff_status}"))
+    for name, fn in providers.items():
+        try:
+            t, mem = run(fn)
+        except torch.OutOfMemoryError:
+            rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, status="OOM"))
+            torch.cuda.empty_cache()
+            continue
+        except Exception as exc:  # noqa: BLE001 - a first GPU run must record failures and go on
+            rows.append(dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, status=failure_cell(exc)))
+            continue
+        row = dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, seconds=t, tflops=useful / t / 1e12,
+                   pct_roofline=100 * useful / t / peak, mm_tflops=peak / 1e12, peak_mem_gib=mem / 2 ** 30)
+        if name == "triton":
+            from ..ops.infonce import triton_kernel
+
+            row["kernel_passes"] = triton_kernel.passes(d, grad=True, dtype=torch.bfloat16)
+        rows.append(row)
+    return rows
+
+
 TABLE = [("provider", "provider"), ("B", "B=N"), ("dtype", "dtype"), ("seconds", "median s"),
          ("gflops", "GFLOP/s (6BNd/t)"), ("roofline_seconds", "roofline s (3 fp32 mm)"),
          ("roofline_fraction", "x roofline"), ("roofline_fraction_dtype", "x dtype mm ceiling"), ("extra_peak_mib", "extra peak MiB"),
@@ -165,6 +245,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hybrid-fast bench infonce", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="cpu: the C++ kernel vs PyTorch baselines; cuda: Triton vs baselines (auto: cuda if present)")
     preset = ap.add_mutually_exclusive_group()
     preset.add_argument("--quick", action="store_true", help="B=N=2048, fp32, no memory runs (~30 s)")
     preset.add_argument("--full", action="store_true", help="B=N=4096 and 8192, fp32 and bf16, peak memory")
@@ -182,6 +264,12 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return 0
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        rows = [r for B, d in GPU_SHAPES["quick" if args.quick else "full"] for r in gpu_rows(B, d, args.quick)]
+        print(gpu_table(rows))
+        if args.output:
+            write_rows(args.output, [{**environment(), **r} for r in rows])
+        return 1 if any(str(r.get("status", "")).startswith(("failed", "OOM")) for r in rows) else 0
     sizes = [2048] if args.quick else [4096, 8192]
     dtypes = ["fp32"] if args.quick else ["fp32", "bf16"]
     if args.sizes:
