@@ -14,10 +14,13 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+BF16_GEMM_ENV = "HYBRID_FAST_BF16_GEMM"  # csrc/common/isa.h
 
 
 def git_sha() -> str:
@@ -44,16 +47,38 @@ def environment() -> dict:
     import hybrid_fast
 
     build = hybrid_fast.backends()["build"]
+    cpu_module = build.get("cpu_module") or {}
     return {
         "machine": cpu_model(),
         "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "hybrid_fast_isa": (build.get("cpu_module") or {}).get("isa_in_use"),
+        "hybrid_fast_isa": cpu_module.get("isa_in_use"),
+        # bf16 matrix units and the HYBRID_FAST_BF16_GEMM setting "auto" resolves against
+        "bf16_units": cpu_module.get("bf16_units"),
+        "bf16_gemm_mode": cpu_module.get("bf16_gemm_mode"),
         "python": platform.python_version(),
         "git_sha": git_sha(),
     }
+
+
+@contextmanager
+def bf16_gemm_forced(mode: str | None):
+    """HYBRID_FAST_BF16_GEMM set to ``mode`` ("on" | "off"; None: as it is) inside the block: the
+    compiled kernels read it at every call, so two providers can run both paths in one run."""
+    if mode is None:
+        yield
+        return
+    old = os.environ.get(BF16_GEMM_ENV)
+    os.environ[BF16_GEMM_ENV] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[BF16_GEMM_ENV]
+        else:
+            os.environ[BF16_GEMM_ENV] = old
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:

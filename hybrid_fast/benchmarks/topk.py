@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from .common import (cuda_copy_bandwidth, cuda_median_seconds, cuda_mm_rate, current_rss_bytes, environment,
-                     failure_cell, format_table, gpu_table, interleaved_medians, peak_rss_bytes, reset_peak_rss,
-                     write_rows)
+from .common import (bf16_gemm_forced, cuda_copy_bandwidth, cuda_median_seconds, cuda_mm_rate, current_rss_bytes,
+                     environment, failure_cell, format_table, gpu_table, interleaved_medians, peak_rss_bytes,
+                     reset_peak_rss, write_rows)
 
 
 COPY_BYTES = 1 << 30
@@ -67,9 +67,14 @@ def providers(q, corpus, corpus_bf16, k, index=None):
     """The compared searches, name -> zero-argument callable; ``index``: :func:`faiss_index`."""
     import hybrid_fast as hf
 
+    def screen_on_bf16_tiles():  # the strategy "auto" picks on CPUs with bf16 units, forced here
+        with bf16_gemm_forced("on"):
+            return hf.topk_search(q, corpus, k, exact_strategy="screen")
+
     out = {
         "hybrid_fast exact (fp32)": lambda: hf.topk_search(q, corpus, k),
         "hybrid_fast fp32": lambda: hf.topk_search(q, corpus, k, precision="fp32"),
+        "hybrid_fast exact: bf16-tile screen": screen_on_bf16_tiles,
         "hybrid_fast exact (bf16 corpus)": lambda: hf.topk_search(q, corpus_bf16, k),
     }
     if index is not None:
@@ -104,10 +109,11 @@ def run(Qs, N, d, ks, repeats):
                 reset_peak_rss()
                 fn()
                 extra_mib = max(0, peak_rss_bytes() - base) / 2**20
-                itemsize = 2 if "bf16" in name else 4
+                bf16_corpus = "bf16 corpus" in name  # the stored corpus the provider streams
+                itemsize = 2 if bf16_corpus else 4
                 nbytes = N * d * itemsize
                 rows.append({**env, "op": "topk_search", "provider": name, "Q": Q, "N": N, "d": d, "k": k,
-                             "dtype": "bfloat16" if "bf16" in name else "float32", "median_s": sec,
+                             "dtype": "bfloat16" if bf16_corpus else "float32", "median_s": sec,
                              "times_s": times, "gflops": 2 * Q * N * d / sec / 1e9, "gbps": nbytes / sec / 1e9,
                              "bw_bound_s": nbytes / bw, "pct_of_bw_bound": (nbytes / bw) / sec * 100,
                              "compute_bound_s": 2 * Q * N * d / ceiling,
@@ -201,6 +207,9 @@ def main(argv=None):
     mode.add_argument("--tile-widths", action="store_true", help="at::mm rate on the CPU kernel's tile widths")
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                     help="cpu: vs FAISS and torch; cuda: Triton / CUDA vs torch (auto: cuda if present)")
+    ap.add_argument("--Qs", help="CPU: comma-separated query counts (overrides the preset's)")
+    ap.add_argument("--ks", help="CPU: comma-separated k (overrides the preset's)")
+    ap.add_argument("--N", type=int, help="CPU: corpus rows (overrides the preset's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benches/results/topk.jsonl")
     args = ap.parse_args(argv)
@@ -213,12 +222,13 @@ def main(argv=None):
         print(gpu_table(rows))
         write_rows(args.out, [{**environment(), **r} for r in rows])
         return 1 if any(str(r.get("status", "")).startswith(("failed", "OOM")) for r in rows) else 0
-    if args.full:
-        rows = run([1000, 16, 1], 200_000, 768, [10, 100, 1000], args.repeats)
-    else:
-        rows = run([200, 16, 1], 20_000, 768, [10, 100], args.repeats)
+    Qs, N, ks = ([1000, 16, 1], 200_000, [10, 100, 1000]) if args.full else ([200, 16, 1], 20_000, [10, 100])
+    Qs = [int(x) for x in args.Qs.split(",")] if args.Qs else Qs
+    ks = [int(x) for x in args.ks.split(",")] if args.ks else ks
+    rows = run(Qs, args.N or N, 768, ks, args.repeats)
     write_rows(args.out, rows)
-    print(format_table(rows, [("provider", "provider"), ("Q", "Q"), ("k", "k"), ("median_s", "median s"),
+    print(format_table(rows, [("provider", "provider"), ("bf16_units", "bf16 units"), ("Q", "Q"), ("k", "k"),
+                              ("median_s", "median s"),
                               ("gflops", "GFLOP/s"), ("gbps", "GB/s"), ("pct_of_bw_bound", "% of BW bound"),
                               ("pct_of_roofline", "% of roofline"),
                               ("speedup_vs_faiss", "x FAISS"), ("extra_peak_mib", "extra peak MiB"),
