@@ -24,7 +24,8 @@ class TrainConfig:
     (mean|cls), ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes (None = the model's
     convention, resolved at construction: ``"query: "``/``"passage: "`` for me5-small-offline, else
     ``"Query: "``/``"Passage: "``), max lengths.
-    Data: ``data_dir`` (folder holding ``xquad/``), ``languages``, the article split
+    Data: ``data_dir`` (folder holding ``xquad/``), ``languages`` (training), ``eval_languages``
+    (the experiment's XQuAD-R test languages; empty = ``languages``), the article split
     (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
     Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
     ``alpha``, ``batch_size``, ``grad_cache_chunk`` (0 = off; else embed in chunks of that many
@@ -48,6 +49,7 @@ class TrainConfig:
     passage_max_length: int = 128
     data_dir: str = "../shared/data"
     languages: list[str] = field(default_factory=lambda: ["de", "en", "es", "tr", "vi"])
+    eval_languages: list[str] = field(default_factory=list)
     dev_articles: int = 6
     test_articles: int = 10
     split_seed: int = 0
@@ -149,8 +151,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(default {default})")
-        elif f.name == "languages":
-            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default)})")
+        elif f.name in ("languages", "eval_languages"):
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default) or 'the training languages'})")
         else:
             kind = {"int": int, "float": float, "str": str, "str | None": str}[str(f.type)]
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
