@@ -28,4 +28,10 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("cpu_isa", [] { return hybrid_fast::isa_name(hybrid_fast::cpu_isa()); },
         "SIMD instruction set the CPU kernels use on this machine (ATEN_CPU_CAPABILITY caps it)");
+  m.def("bf16_units", [] { return hybrid_fast::bf16_units_name(hybrid_fast::bf16_units()); },
+        "bf16 matrix units of this CPU: 'amx-bf16', 'avx512-bf16' or 'none' (capped like cpu_isa)");
+  m.def("bf16_gemm_mode", [] { return hybrid_fast::bf16_gemm_mode(); },
+        "HYBRID_FAST_BF16_GEMM as set: 'auto' (default), 'on' or 'off' (ValueError otherwise)");
+  m.def("bf16_gemm", [] { return hybrid_fast::use_bf16_gemm(); },
+        "whether bf16 inputs run as bf16 x bf16 -> fp32 GEMM tiles now (mode and bf16_units)");
 }

@@ -9,7 +9,7 @@ import torch  # noqa: F401  (before the compiled module: one libtorch/libgomp ma
 
 from . import reference
 from ._ext import MissingExtensionError
-from .loss import InfoNCELoss, MultipleNegativesRankingLoss
+from .loss import CachedMultipleNegativesRankingLoss, InfoNCELoss, MultipleNegativesRankingLoss
 from .ops import backends, infonce_loss
 from .search import ExactIndex, topk_search
 
@@ -18,6 +18,8 @@ __version__ = "0.1.0"
 # Public names provided by modules that pull heavy dependencies, imported on first use.
 _LAZY = {
     "Encoder": ("hybrid_fast.encoder", "Encoder"),
+    "BiEncoder": ("hybrid_fast.model", "BiEncoder"),
+    "TextEncoder": ("hybrid_fast.eval.protocol", "TextEncoder"),
 }
 
 
@@ -30,5 +32,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'hybrid_fast' has no attribute {name!r}")
 
 
-__all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "backends", "reference",
-           "MissingExtensionError", "Encoder", "topk_search", "ExactIndex"]
+__all__ = ["infonce_loss", "InfoNCELoss", "MultipleNegativesRankingLoss", "CachedMultipleNegativesRankingLoss",
+           "backends", "reference", "MissingExtensionError", "Encoder", "BiEncoder", "TextEncoder", "topk_search",
+           "ExactIndex"]

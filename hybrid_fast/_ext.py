@@ -40,15 +40,23 @@ class _Extension:
     def available(self) -> bool:
         return self.module is not None
 
-    def require(self, what: str) -> None:
+    def unavailable_error(self, what: str) -> MissingExtensionError | None:
+        """``None`` when the module is usable, else the error a call of ``what`` raises: both
+        torch versions and the rebuild command (the registry's availability probe of the
+        compiled backends)."""
         if self.module is not None:
-            return
-        raise MissingExtensionError(
+            return None
+        return MissingExtensionError(
             f"hybrid_fast: {what} needs the compiled module {self.module_name}, which is not usable: "
             f"{self.error}. Installed torch is {torch.__version__}; the module was built for torch "
             f"{self.built_for or 'unknown (not built or not loadable)'}. Rebuild with: {REBUILD_COMMAND}. "
             f"backend='reference' runs the pure-PyTorch implementation meanwhile."
         )
+
+    def require(self, what: str) -> None:
+        error = self.unavailable_error(what)
+        if error is not None:
+            raise error
 
 
 cpu = _Extension("hybrid_fast._C")
@@ -60,7 +68,10 @@ def build_info() -> dict:
     """What was compiled and for which torch; used by :func:`hybrid_fast.backends`."""
     info = {"torch": torch.__version__, "cpu_module": None, "cuda_module": None}
     if cpu.available:
-        info["cpu_module"] = dict(cpu.module.build_info(), isa_in_use=cpu.module.cpu_isa())
+        m = cpu.module
+        # bf16_gemm: whether bf16 inputs run as bf16 GEMM tiles now (HYBRID_FAST_BF16_GEMM, bf16_units)
+        info["cpu_module"] = dict(m.build_info(), isa_in_use=m.cpu_isa(), bf16_units=m.bf16_units(),
+                                  bf16_gemm_mode=m.bf16_gemm_mode(), bf16_gemm=m.bf16_gemm())
     else:
         info["cpu_module_error"] = cpu.error
     if cuda is not None:

@@ -34,10 +34,19 @@ def _bench(args) -> int:
     return module.main(args.rest)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``prog: error: argument --flag: ...``), exit status 2.
+    Sub-parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hybrid-fast", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineErrorParser(prog="hybrid-fast", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="compiled modules and the backend each op uses")
     info.set_defaults(func=_info)
@@ -74,10 +83,33 @@ def configure_logging(level: int = logging.INFO) -> None:
             handler.addFilter(_not_from_own_handler_libraries)
 
 
+def _flag_message(err: BaseException) -> str:
+    """The error's message, a leading TrainConfig field name (``pooling: ...``) written as its
+    flag (``--pooling: ...``): the user typed flags."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, KeyError):
+        message = f"{type(err).__name__}: {message}"
+    field, sep, rest = message.partition(":")
+    if sep and field.isidentifier() and not field[0].isupper():
+        message = f"--{field.replace('_', '-')}:{rest}"
+    return message
+
+
 def main(argv=None) -> int:
+    """Run a command. Bad input (``ValueError``, ``FileNotFoundError``, a missing optional
+    dependency) prints one line ``hybrid-fast: error: ...`` and returns 2; ``--debug`` re-raises
+    (traceback)."""
+    from .preflight import UsageError
+
     args = build_parser().parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.INFO)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        if args.debug:
+            raise
+        print(f"hybrid-fast: error: {_flag_message(err)} (--debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -19,3 +19,12 @@ def seed() -> int:
     torch.manual_seed(s)
     print(f"seed={s}")
     return s
+
+
+@pytest.fixture
+def offline_data_env(monkeypatch, tmp_path):
+    """No network, an empty download cache (under tmp_path) and no ``$HYBRID_FAST_DATA``."""
+    monkeypatch.setenv("HYBRID_FAST_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HYBRID_FAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HYBRID_FAST_DATA", raising=False)

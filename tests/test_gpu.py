@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import hybrid_fast as hf
+from hybrid_fast.ops.infonce.api import loss_with_tiles
+from hybrid_fast.ops.topk.api import search_with_tiles
 from oracle_utils import assert_close
 from test_infonce import make_inputs
 
@@ -24,7 +26,7 @@ DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 @pytest.fixture(autouse=True, scope="module")
 def not_interpreted():
-    mod = sys.modules.get("hybrid_fast.triton.infonce")
+    mod = sys.modules.get("hybrid_fast.ops._common.triton_helpers")
     if mod is not None and mod.INTERPRET:
         pytest.skip("the Triton kernels were imported in interpreter mode in this process; run -m gpu alone")
 
@@ -35,7 +37,7 @@ def _run(q, p, lab, qg, pg, scale, weights, **kw):
     pp = p.detach().to(dev).requires_grad_()
     ss = scale.detach().to(dev).requires_grad_()
     mv = lambda t: None if t is None else t.to(dev)  # noqa: E731
-    loss = hf.infonce_loss(qq, pp, mv(lab), scale=ss, q_groups=mv(qg), p_groups=mv(pg), backend="triton", **kw)
+    loss = loss_with_tiles(qq, pp, mv(lab), scale=ss, q_groups=mv(qg), p_groups=mv(pg), backend="triton", **kw)
     (loss * weights.to(dev, loss.dtype)).sum().backward()
     return loss.detach().cpu(), qq.grad.cpu(), pp.grad.cpu(), ss.grad.cpu()
 
@@ -119,7 +121,7 @@ def _grid_inputs(Q, N, d, dtype):
 def test_topk_cuda_exact(dtype, Q, N, d, k, seed):
     """Grid-valued inputs: every dot product is exact in fp32, so scores and ids must equal the
     reference's (ties by ascending id) bit for bit. k = 600 takes the multi-pass fallback."""
-    from hybrid_fast.reference.topk import topk_scores
+    from hybrid_fast.ops.topk.reference import topk_scores
 
     q, x = _grid_inputs(Q, N, d, dtype)
     ex = torch.randint(-1, N, (Q, 3), device="cuda")
@@ -148,7 +150,7 @@ def _cuda_module():
 
 
 def _check_cuda_backend(q, x, k, ex=None, **kw):
-    from hybrid_fast.reference.topk import topk_scores
+    from hybrid_fast.ops.topk.reference import topk_scores
 
     s, i = hf.topk_search(q, x, k, exclude=ex, backend="cuda", precision="fp32", **kw)
     rs, ri = topk_scores(q.float(), x.float(), k, ex)
@@ -246,7 +248,7 @@ def test_topk_cuda_exact_screen_matches_direct(backend, seed):
     if backend == "cuda":
         _cuda_module()
     q, x = _grid_inputs(9, 3000, 64, torch.float32)
-    a = hf.topk_search(q, x, 17, backend=backend, precision="exact", exact_strategy="screen")
+    a = search_with_tiles(q, x, 17, backend=backend, precision="exact", exact_strategy="screen")
     b = hf.topk_search(q, x, 17, backend=backend, precision="fp32")
     assert a[0].device.type == "cuda"
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

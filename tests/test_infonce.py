@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import hybrid_fast as hf
-from hybrid_fast.ops.registry import op as registry_op
+from hybrid_fast.ops._common.registry import op as registry_op
+from hybrid_fast.ops.infonce.api import loss_with_tiles
 from oracle_utils import assert_close
 
 BACKENDS = [b for b in registry_op("infonce_loss").available_for(torch.device("cpu")) if b != "reference"]
@@ -44,7 +45,7 @@ def check_against_reference(backend, q, p, lab, qg, pg, *, scale=20.0, symmetric
                             row_block=0, col_block=0):
     dtype = q.dtype
     torch.manual_seed(1234)  # the same upstream weights for both calls
-    got = grads_of(lambda a, b, s: hf.infonce_loss(a, b, lab, scale=s, q_groups=qg, p_groups=pg, symmetric=symmetric,
+    got = grads_of(lambda a, b, s: loss_with_tiles(a, b, lab, scale=s, q_groups=qg, p_groups=pg, symmetric=symmetric,
                                                    reduction=reduction, backend=backend, row_block=row_block,
                                                    col_block=col_block), q, p, scale)
     torch.manual_seed(1234)
@@ -149,7 +150,7 @@ def test_gradcheck(backend, reduction, symmetric, seed):
     scale = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
 
     def fn(q, p, scale):
-        return hf.infonce_loss(q, p, lab, scale=scale, q_groups=qg, p_groups=pg, symmetric=symmetric,
+        return loss_with_tiles(q, p, lab, scale=scale, q_groups=qg, p_groups=pg, symmetric=symmetric,
                                reduction=reduction, backend=backend, row_block=4, col_block=4)
 
     assert torch.autograd.gradcheck(fn, (q, p, scale))

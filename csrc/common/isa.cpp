@@ -1,5 +1,10 @@
 #include "common/isa.h"
 #include <ATen/Version.h>
+#include <ATen/cpu/Utils.h>
+#include <c10/util/Exception.h>
+
+#include <cctype>
+#include <cstdlib>
 
 namespace hybrid_fast {
 
@@ -30,6 +35,47 @@ std::string isa_name(Isa isa) {
     case Isa::AVX2: return "avx2";
     default: return "default";
   }
+}
+
+Bf16Units bf16_units() {
+  static const Bf16Units units = [] {
+#if defined(__x86_64__)
+    if (cpu_isa() != Isa::AVX512) return Bf16Units::NONE;
+    // init_amx() asks the kernel for the AMX tile state (arch_prctl); without it the tile
+    // instructions fault, so the units do not count.
+    if (__builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile") && at::cpu::init_amx()) {
+      return Bf16Units::AMX_BF16;
+    }
+    if (__builtin_cpu_supports("avx512bf16")) return Bf16Units::AVX512_BF16;
+#endif
+    return Bf16Units::NONE;
+  }();
+  return units;
+}
+
+std::string bf16_units_name(Bf16Units units) {
+  switch (units) {
+    case Bf16Units::AMX_BF16: return "amx-bf16";
+    case Bf16Units::AVX512_BF16: return "avx512-bf16";
+    default: return "none";
+  }
+}
+
+std::string bf16_gemm_mode() {
+  const char* raw = std::getenv(kBf16GemmEnv);
+  std::string mode = raw ? raw : "";
+  for (char& c : mode) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (mode.empty()) return "auto";
+  TORCH_CHECK_VALUE(mode == "auto" || mode == "on" || mode == "off", "hybrid_fast: environment variable ",
+                    kBf16GemmEnv, " must be auto, on or off, got '", raw, "'");
+  return mode;
+}
+
+bool use_bf16_gemm() {
+  const std::string mode = bf16_gemm_mode();
+  if (mode == "on") return true;
+  if (mode == "off") return false;
+  return bf16_units() == Bf16Units::AMX_BF16;
 }
 
 }  // namespace hybrid_fast

@@ -9,6 +9,24 @@ namespace hybrid_fast {
 enum class Isa { DEFAULT = 0, AVX2 = 1, AVX512 = 2 };
 Isa cpu_isa();
 std::string isa_name(Isa isa);
+
+// bf16 matrix units of this CPU: AMX-BF16 (tile multiply) or AVX512-BF16 (vdpbf16ps), probed
+// like cpu_isa() and capped by it (both need cpu_isa() == AVX512, so ATEN_CPU_CAPABILITY=avx2
+// also turns them off); AMX counts only once the OS grants the tile state (at::cpu::init_amx()).
+enum class Bf16Units { NONE = 0, AVX512_BF16 = 1, AMX_BF16 = 2 };
+Bf16Units bf16_units();
+std::string bf16_units_name(Bf16Units units);  // "none" | "avx512-bf16" | "amx-bf16"
+
+// Whether bf16 inputs are multiplied as bf16 x bf16 -> fp32 GEMM tiles (the fused loss's score
+// and gradient products, the top-k search's bf16 score tiles) instead of being upcast to fp32.
+// Environment variable HYBRID_FAST_BF16_GEMM, read at every call: "on" / "off" force either path
+// on any CPU (tests run both everywhere), "auto" (default, also when unset or empty) chooses
+// bf16_units() == AMX_BF16. AVX512-BF16 without AMX stays on the upcast path: the bf16 -> fp32
+// GEMM reachable through ATen (cpublas, MKL gemm_bf16bf16f32) ran no faster than fp32 sgemm on
+// AMD Zen 4 (docs: benches/RESULTS.md, "bf16 GEMM tiles"). Any other value: ValueError naming it.
+constexpr const char* kBf16GemmEnv = "HYBRID_FAST_BF16_GEMM";
+std::string bf16_gemm_mode();  // "auto" | "on" | "off" as set (validated)
+bool use_bf16_gemm();
 }  // namespace hybrid_fast
 
 // Picks the per-ISA instance of a function template: HF_ISA_DISPATCH(isa, row_stats<float>)

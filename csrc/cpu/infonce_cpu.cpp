@@ -9,8 +9,13 @@
 // When one tile spans all N columns (the default up to N = 32768 in fp32, 16384 in fp64), the fused op does
 // the whole job in one pass: 3 matrix products of 2*B*N*d flops. Otherwise the scores of a row
 // block are produced twice (log-sum-exp pass, then gradient pass): 4 products.
-// Low-precision inputs (bf16/fp16) are upcast to fp32 once (O((B+N)d)); accumulation is fp32
-// (fp64 for fp64 inputs).
+// Low-precision inputs (bf16/fp16) are upcast to fp32 (p once, q one row block at a time);
+// accumulation is fp32 (fp64 for fp64 inputs). bf16 inputs where use_bf16_gemm() (csrc/common/isa.h:
+// AMX-BF16 CPUs, or forced by HYBRID_FAST_BF16_GEMM=on) skip the upcast: the three products run
+// as bf16 x bf16 -> fp32 GEMMs (csrc/cpu/bf16_gemm.h), S = q_blk pT_tile on a transposed bf16
+// copy of p, dq += G p_tile and dp_tile += G^T q_blk on the gradient tile G rounded to bf16
+// (the only extra rounding: relative 2^-9 per entry of G; the scores, the epilogue and the
+// float64 log-sum-exp are as on the upcast path).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -21,6 +26,7 @@
 
 #include "common/checks.h"
 #include "common/isa.h"
+#include "cpu/bf16_gemm.h"
 #include "cpu/simd/infonce_epilogue.h"
 
 namespace hybrid_fast::cpu {
@@ -39,12 +45,15 @@ at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kD
 struct Problem {
   // p in the compute dtype (upcast once for bf16/fp16: O(N d)); q as given, upcast one row block
   // at a time, so low-precision inputs cost O(N d + row_block d) extra, not O((B + N) d).
-  at::Tensor q, p;
+  // bf16 tiles: p stays bf16 and pT = p^T (d, N) bf16 serves the score products.
+  at::Tensor q, p, pT;
   at::ScalarType compute;
+  bool bf16_tiles;
   const int64_t* labels;
   const int64_t* q_groups;  // nullable
   const int64_t* p_groups;  // nullable
   int64_t B, N, d, row_block, col_block;
+  at::TensorOptions compute_options() const { return p.options().dtype(compute); }
 };
 
 Problem make_problem(const at::Tensor& q, const at::Tensor& p, const at::Tensor& labels,
@@ -70,7 +79,9 @@ Problem make_problem(const at::Tensor& q, const at::Tensor& p, const at::Tensor&
   Problem pr;
   pr.q = q;
   pr.compute = ct;
-  pr.p = p.to(ct).contiguous();
+  pr.bf16_tiles = q.scalar_type() == at::kBFloat16 && use_bf16_gemm();
+  pr.p = pr.bf16_tiles ? p.contiguous() : p.to(ct).contiguous();
+  if (pr.bf16_tiles) pr.pT = p.t().contiguous();
   pr.labels = labels.data_ptr<int64_t>();
   pr.q_groups = q_groups ? q_groups->data_ptr<int64_t>() : nullptr;
   pr.p_groups = p_groups ? p_groups->data_ptr<int64_t>() : nullptr;
@@ -121,9 +132,13 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
 
   const int64_t B = pr.B, N = pr.N, Bt = std::min(pr.row_block, B), Nt = std::min(pr.col_block, N);
   const bool one_tile = Nt >= N;
-  const auto copts = pr.p.options();
-  const bool q_upcast = pr.q.scalar_type() != pr.compute;
+  const auto copts = pr.compute_options();
+  const bool q_upcast = pr.q.scalar_type() != pr.compute;  // dq accumulates in a compute-dtype block
+  const bool bf16 = pr.bf16_tiles;
   at::Tensor tile_buf = at::empty({Bt * Nt}, copts);
+  // bf16 tiles: the gradient tile rounded to bf16, as stored (G) and transposed (G^T, for dp).
+  at::Tensor g_buf = (bf16 && req.grad) ? at::empty({Bt * Nt}, pr.p.options()) : at::Tensor();
+  at::Tensor gt_buf = (bf16 && req.grad) ? at::empty({Bt * Nt}, pr.p.options()) : at::Tensor();
   // dq of one row block is complete once its column tiles are done: accumulate it in the compute
   // dtype here and store it into the (input dtype) output per block.
   at::Tensor dq_block = (req.grad && q_upcast) ? at::empty({Bt, pr.d}, copts) : at::Tensor();
@@ -135,7 +150,7 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
 
   for (int64_t r0 = 0; r0 < B; r0 += Bt) {
     const int64_t rb = std::min(Bt, B - r0);
-    const at::Tensor qb = q_upcast ? pr.q.narrow(0, r0, rb).to(pr.compute) : pr.q.narrow(0, r0, rb);
+    const at::Tensor qb = (q_upcast && !bf16) ? pr.q.narrow(0, r0, rb).to(pr.compute) : pr.q.narrow(0, r0, rb);
     at::Tensor dq_rows = req.grad ? (q_upcast ? dq_block.narrow(0, 0, rb) : out.dq.narrow(0, r0, rb))
                                         : at::Tensor();
     std::fill(dsum.begin(), dsum.end(), 0.0);
@@ -143,7 +158,8 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     // Scores of rows [r0, r0+rb) x columns [c0, c0+nc), masked; captures raw positive scores.
     auto score_tile = [&](int64_t c0, int64_t nc) {
       at::Tensor S = tile_buf.narrow(0, 0, rb * nc).view({rb, nc});
-      at::mm_out(S, qb, pr.p.narrow(0, c0, nc).t());
+      if (bf16) gemm_bf16_f32(qb, pr.pT.narrow(1, c0, nc), S, /*accumulate=*/false);
+      else at::mm_out(S, qb, pr.p.narrow(0, c0, nc).t());
       return S;
     };
     auto prepare_row = [&](int64_t r, int64_t c0, int64_t nc) {
@@ -166,6 +182,13 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     // zero-fill pass over (B+N) x d), later ones accumulate.
     auto apply_grad_tile = [&](const at::Tensor& G, int64_t c0, int64_t nc) {
       at::Tensor dp_rows = out.dp.narrow(0, c0, nc);
+      if (bf16) {
+        at::Tensor Gb = g_buf.narrow(0, 0, rb * nc).view({rb, nc}).copy_(G);
+        at::Tensor GbT = gt_buf.narrow(0, 0, rb * nc).view({nc, rb}).copy_(G.t());
+        gemm_bf16_f32(Gb, pr.p.narrow(0, c0, nc), dq_rows, /*accumulate=*/c0 != 0);
+        gemm_bf16_f32(GbT, qb, dp_rows, /*accumulate=*/r0 != 0);
+        return;
+      }
       if (c0 == 0) at::mm_out(dq_rows, G, pr.p.narrow(0, c0, nc));
       else dq_rows.addmm_(G, pr.p.narrow(0, c0, nc));
       if (r0 == 0) at::mm_out(dp_rows, G.t(), qb);
@@ -227,8 +250,8 @@ std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  at::Tensor lse = at::empty({pr.B}, pr.p.options().dtype(at::kDouble));
-  at::Tensor pos = at::empty({pr.B}, pr.p.options());
+  at::Tensor lse = at::empty({pr.B}, pr.compute_options().dtype(at::kDouble));
+  at::Tensor pos = at::empty({pr.B}, pr.compute_options());
   dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);
     Outputs<T> out{lse.data_ptr<double>(), pos.data_ptr<T>(), nullptr, nullptr, {}, {}};
@@ -240,7 +263,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_outputs(const Problem& pr, const at::Tensor& q,
                                                             const at::Tensor& p, double dscale,
                                                             const at::Tensor& dq, const at::Tensor& dp) {
-  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()), at::scalar_tensor(dscale, pr.p.options())};
+  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()), at::scalar_tensor(dscale, pr.compute_options())};
 }
 
 // infonce_bwd -> (dq, dp, dscale) for upstream gradients of loss_rows (and optionally lse).
@@ -251,7 +274,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_bwd_cpu(
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  const auto opts = pr.p.options();
+  const auto opts = pr.compute_options();
   HF_CHECK_VALUE(grad_loss_rows.numel() == pr.B && lse.numel() == pr.B, "grad_loss_rows and lse must have B = ", pr.B,
                  " elements");
   at::Tensor b = grad_loss_rows.to(opts).contiguous();
@@ -278,7 +301,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> infonce_f
   at::AutoDispatchBelowADInplaceOrView below_autograd;  // raw kernel: autograd is registered in Python
   const Problem pr = make_problem(q, p, labels, q_groups, p_groups, row_block, col_block);
   const double s = scale_value(scale);
-  const auto opts = pr.p.options();
+  const auto opts = pr.compute_options();
   HF_CHECK_VALUE(row_weights.numel() == pr.B, "row_weights must have B = ", pr.B, " elements, got ",
                  row_weights.numel());
   at::Tensor w = row_weights.to(opts).contiguous();

@@ -18,6 +18,12 @@
 // (topk_merge, same total order). Tasks run in rounds of at most `threads` query blocks so the
 // handler buffers are bounded.
 //
+// bf16 queries and corpus where use_bf16_gemm() (csrc/common/isa.h: AMX-BF16 CPUs, or forced by
+// HYBRID_FAST_BF16_GEMM=on): the at::mm path instead multiplies the bf16 rows as they are,
+// S_tile = Q_blk . tile^T as a bf16 x bf16 -> fp32 GEMM (csrc/cpu/bf16_gemm.h) on the tile
+// transposed into a thread-local (d x Nt) bf16 buffer; the products are exact in fp32, so the
+// scores equal those of the fp32 path on the same bf16 values up to fp32 summation order.
+//
 // Memory: per task Qt x topk_capacity(k) handler entries + Qt x Nt scores (+ Nt x d fp32 conversion
 // buffer for bf16/fp16 corpora on the at::mm path); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
 // per query block.
@@ -36,6 +42,7 @@
 #include "common/checks.h"
 #include "common/isa.h"
 #include "common/topk_handler.h"
+#include "cpu/bf16_gemm.h"
 #include "cpu/simd/score_tile.h"
 #include "cpu/simd/topk_filter.h"
 
@@ -127,9 +134,11 @@ struct TaskBuffers {
 };
 
 // T: compute dtype (float or double). corpus may be T, bf16 or fp16 (converted tile by tile).
+// q_bf16: the queries in bf16 when the at::mm path runs as bf16 GEMM tiles (corpus bf16), else
+// undefined.
 template <typename T>
-void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const int64_t* excl, int64_t E,
-              const Plan& plan, T* out_s, int64_t* out_i) {
+void run_topk(const at::Tensor& q, const at::Tensor& q_bf16, const at::Tensor& corpus, int64_t k,
+              const int64_t* excl, int64_t E, const Plan& plan, T* out_s, int64_t* out_i) {
   const auto filter = HF_ISA_DISPATCH(cpu_isa(), filter_greater<T>);
   const int64_t Q = q.size(0), N = corpus.size(0), d = q.size(1);
   const int64_t Qt = plan.Qt, Nt = plan.Nt, S = plan.S, cap = topk_capacity(k);
@@ -137,7 +146,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
   // Skinny query blocks (fp32 compute only): dot-product kernel straight on the corpus rows,
   // 16-bit rows widened in registers/L1; otherwise at::mm on (converted) tiles.
   const bool use_dot = std::is_same_v<T, float> && Qt <= kDotMaxQueries;
-  const bool convert = !use_dot && corpus.scalar_type() != q.scalar_type();
+  const bool bf16_tiles = !use_dot && q_bf16.defined();
+  const bool convert = !use_dot && !bf16_tiles && corpus.scalar_type() != q.scalar_type();
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t round_blocks = std::max<int64_t>(1, std::min(nqb, threads));
   const T neg_inf = -std::numeric_limits<T>::infinity();
@@ -155,6 +165,7 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
       if (!w.scores.defined()) {
         w.scores = at::empty({Qt * Nt}, q.options());
         if (convert) w.tile_buf = at::empty({Nt, d}, q.options());
+        if (bf16_tiles) w.tile_buf = at::empty({d * Nt}, corpus.options());  // tile^T
         w.pos.resize(static_cast<size_t>(Nt));
         if (use_dot) w.dot_scratch.resize(static_cast<size_t>(dot_scratch_floats(d)));
         w.hs.resize(static_cast<size_t>(Qt * cap));
@@ -175,7 +186,11 @@ void run_topk(const at::Tensor& q, const at::Tensor& corpus, int64_t k, const in
           if constexpr (std::is_same_v<T, float>) {
             if (use_dot) dot_tile(q.data_ptr<float>() + q0 * d, qb, c0, nc, hi, sp, w.dot_scratch.data());
           }
-          if (!use_dot) {
+          if (bf16_tiles) {
+            at::Tensor tile_t = w.tile_buf.narrow(0, 0, d * nc).view({d, nc}).copy_(corpus.narrow(0, c0, nc).t());
+            gemm_bf16_f32(q_bf16.narrow(0, q0, qb), tile_t, w.scores.narrow(0, 0, qb * nc).view({qb, nc}),
+                          /*accumulate=*/false);
+          } else if (!use_dot) {
             at::Tensor tile = corpus.narrow(0, c0, nc);
             if (convert) tile = w.tile_buf.narrow(0, 0, nc).copy_(tile);
             at::Tensor st = w.scores.narrow(0, 0, qb * nc).view({qb, nc});
@@ -270,9 +285,12 @@ std::tuple<at::Tensor, at::Tensor> topk_ip_cpu(const at::Tensor& queries, const 
   if (Q == 0) return {out_s, out_i};
   const Plan plan = make_plan(Q, N, k, tile_q, tile_n, splits, f64 ? sizeof(TopkEntry<double>) : sizeof(TopkEntry<float>));
   if (f64) {
-    run_topk<double>(q, c, k, excl, E, plan, out_s.data_ptr<double>(), out_i.data_ptr<int64_t>());
+    run_topk<double>(q, at::Tensor(), c, k, excl, E, plan, out_s.data_ptr<double>(), out_i.data_ptr<int64_t>());
   } else {
-    run_topk<float>(q, c, k, excl, E, plan, out_s.data_ptr<float>(), out_i.data_ptr<int64_t>());
+    const bool bf16_tiles =
+        queries.scalar_type() == at::kBFloat16 && c.scalar_type() == at::kBFloat16 && use_bf16_gemm();
+    run_topk<float>(q, bf16_tiles ? queries.contiguous() : at::Tensor(), c, k, excl, E, plan,
+                    out_s.data_ptr<float>(), out_i.data_ptr<int64_t>());
   }
   return {out_s, out_i};
 }

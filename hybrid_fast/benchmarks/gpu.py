@@ -10,7 +10,7 @@ Providers, all measured in the same run on the same device:
 * ``torch_topk``: chunked ``mm`` + ``topk`` + merge.
 
 Flop counts: loss fwd+bwd counted as 3 x 2BNd "useful" flops (forward product, dq, dp: what the
-roofline needs; the kernel itself performs ``hybrid_fast.triton.infonce.passes(d)`` x 2BNd, 4 at
+roofline needs; the kernel itself performs ``hybrid_fast.ops.infonce.triton_kernel.passes(d)`` x 2BNd, 4 at
 d = 512/768 bf16, reported as ``kernel_passes``); all loss providers get the same unit-norm bf16
 inputs, scale 20 (temperature 0.05), forward + backward;
 top-k 2QNd. Q = 1 top-k is reported in GB/s of corpus read (N d 2 bytes) against a measured
@@ -130,9 +130,9 @@ def _loss_rows(B, d, quick):
         row = dict(bench="loss_fwd_bwd", provider=name, B=B, N=B, d=d, seconds=t, tflops=useful / t / 1e12,
                    pct_roofline=100 * useful / t / peak, mm_tflops=peak / 1e12, peak_mem_gib=mem / 2 ** 30)
         if name == "triton":
-            from hybrid_fast.ops.triton_backend import kernels
+            from hybrid_fast.ops.infonce import triton_kernel
 
-            row["kernel_passes"] = kernels().infonce.passes(d, grad=True, dtype=torch.bfloat16)
+            row["kernel_passes"] = triton_kernel.passes(d, grad=True, dtype=torch.bfloat16)
         rows.append(row)
     return rows
 

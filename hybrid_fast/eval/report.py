@@ -1,11 +1,43 @@
-"""Reports: terminal tables, JSON files and the cross-lingual mAP heatmap (matplotlib Agg,
-imported only when a heatmap is drawn)."""
+"""Reports: terminal tables, JSON files, the cross-lingual mAP heatmap and the training loss
+curves of ``metrics.jsonl`` files (matplotlib Agg, imported only when a figure is drawn; without
+matplotlib a figure is skipped with one warning). Files are written atomically."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
+
+from .._atomic import atomic_path, write_text_atomic
+
+log = logging.getLogger(__name__)
+_warned_no_matplotlib = False
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend, or None (one warning per process) when
+    matplotlib is not installed: plots are optional, the run's results are not."""
+    global _warned_no_matplotlib
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        if not _warned_no_matplotlib:
+            log.warning("matplotlib is not installed: plots are skipped (pip install 'hybrid_fast[all]')")
+            _warned_no_matplotlib = True
+        return None
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Save ``fig`` to ``path`` atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+    pyplot().close(fig)
+    return Path(path)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -55,6 +87,11 @@ def beir_table(result: dict, title: str = "BEIR") -> str:
     """Metric keys (``ndcg@k``, ``recall@k``, ``mrr@k``, ``map``) as a two-column table."""
     keys = [k for k in result if k not in ("timing", "data", "config")]
     lines = [title] + [f"  {k:<12}{_fmt(result[k], 4)}" for k in keys]
+    if "data" in result:
+        data = result["data"]
+        dropped = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in data.get("dropped", {}).items() if n)
+        lines.append(f"  {data['queries']} queries evaluated, {data['documents']} documents"
+                     + (f" (qrels dropped: {dropped})" if dropped else ""))
     if "timing" in result:
         lines.append(f"  encode {result['timing']['encode_s']:.1f} s, search {result['timing']['search_s']:.2f} s")
     return "\n".join(lines)
@@ -72,18 +109,15 @@ def write_json(result: dict, path: str | Path) -> Path:
             return [clean(v) for v in value]
         return value
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
 
 
-def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path:
-    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path | None:
+    """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language); None
+    (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
 
     languages = result["cross_matrix"]["languages"]
     matrix = result["cross_matrix"]["map"]
@@ -102,8 +136,37 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a trainer's ``metrics.jsonl`` (one JSON object per non-empty line)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path | None:
+    """Training loss (per log window) and validation loss vs step from one or more
+    ``metrics.jsonl`` files, into ``png`` (matplotlib Agg); None (nothing drawn) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
+        return None
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    labels = labels or [Path(p).parent.name for p in paths]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (path, label) in enumerate(zip(paths, labels)):
+        rows = read_metrics(path)
+        train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+        color = f"C{i}"
+        if train:
+            ax.plot(*zip(*train), color=color, label=f"{label} train")
+        if val:
+            ax.plot(*zip(*val), color=color, linestyle="--", marker="o", label=f"{label} val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, png, dpi=110)

@@ -37,7 +37,7 @@ from .ranking import count_outranking_per_group
 
 if TYPE_CHECKING:
     from ..data.lareqa import LareqaDataset
-    from ..encoder import Encoder
+    from .protocol import TextEncoder
 
 
 #: The per-question values ``lareqa_scores_from_embeddings(..., per_query=True)`` returns.
@@ -62,8 +62,9 @@ def lareqa_scores_from_embeddings(
     languages: list[str] | tuple[str, ...],
     *,
     chunk_size: int = 256,
+    process_group=None,
     per_query: bool = False,
-) -> dict:
+) -> dict | None:
     """All LAReQA figures from embeddings.
 
     Args:
@@ -77,6 +78,10 @@ def lareqa_scores_from_embeddings(
             ``multi_map``, ``mono_ndcg@10`` and ``rank_distance``; their per-language means are
             the figures above (what a paired bootstrap over queries resamples:
             :mod:`hybrid_fast.eval.stats`).
+        process_group: under an initialised ``torch.distributed`` group, a collective: every
+            rank passes the full embeddings and ranks one contiguous shard of the questions;
+            the counts are gathered and rank 0 returns the figures (others None). Exact: the
+            same per-question counts as one process.
 
     Returns:
         ``{"mono": {"map", "r@1", "ndcg@10"}, "cross": {"map", "r@1"}, "multi": {"map", "r@10"},
@@ -95,9 +100,20 @@ def lareqa_scores_from_embeddings(
     num_langs = len(languages)
     rel = relevant_matrix(relevant)
     cand_lang_t = torch.tensor(candidate_lang, dtype=torch.int64)
-    outranking = count_outranking_per_group(
-        question_embeddings, candidate_embeddings, rel, cand_lang_t, num_langs, chunk_size=chunk_size
-    ).numpy()  # [Q, R, G]
+    if process_group is None:
+        outranking = count_outranking_per_group(
+            question_embeddings, candidate_embeddings, rel, cand_lang_t, num_langs, chunk_size=chunk_size
+        ).numpy()  # [Q, R, G]
+    else:
+        from ..distributed.shards import all_gather_varlen, shard_range, world
+
+        W, rank = world(process_group)
+        lo, hi = shard_range(num_q, W, rank)
+        local = count_outranking_per_group(question_embeddings[lo:hi], candidate_embeddings, rel[lo:hi], cand_lang_t,
+                                           num_langs, chunk_size=chunk_size)
+        outranking = all_gather_varlen(local, process_group).numpy()
+        if rank != 0:
+            return None
     rel_np = rel.numpy()
     valid = rel_np >= 0
     rel_lang = np.where(valid, cand_lang_t.numpy()[np.clip(rel_np, 0, None)], -1)  # [Q, R]
@@ -161,45 +177,74 @@ def lareqa_scores_from_embeddings(
 
 
 def encode_lareqa(
-    encoder: "Encoder", dataset: "LareqaDataset", *, candidate_context: str = "none"
+    encoder: "TextEncoder", dataset: "LareqaDataset", *, candidate_context: str = "none",
+    distributed: bool = False, process_group=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode questions (kind ``"query"``) and candidates (kind ``"passage"``).
+    """Encode questions (kind ``"query"``) and candidates (kind ``"passage"``) with any
+    :class:`~hybrid_fast.eval.protocol.TextEncoder`.
 
     ``candidate_context``: ``"none"`` encodes the sentence alone; ``"paragraph"`` encodes the
-    pair (sentence, paragraph), only the paragraph truncated.
+    pair (sentence, paragraph), only the paragraph truncated. ``distributed=True``: each rank
+    of ``process_group`` encodes one contiguous shard and every rank gets all rows (a collective).
 
     Raises:
         ValueError: unknown ``candidate_context``.
     """
     if candidate_context not in ("none", "paragraph"):
         raise ValueError(f"candidate_context: expected 'none' or 'paragraph', got {candidate_context!r}")
-    questions = encoder.encode([q.text for q in dataset.questions], "query")
+    question_texts = [q.text for q in dataset.questions]
+    sentences = [c.sentence for c in dataset.candidates]
+    # no contexts keyword unless asked: an encoder without pair support serves here (TextEncoder)
     contexts = [c.context for c in dataset.candidates] if candidate_context == "paragraph" else None
-    candidates = encoder.encode([c.sentence for c in dataset.candidates], "passage", contexts=contexts)
+    if distributed:
+        from ..distributed.shards import encode_gathered
+
+        return (encode_gathered(encoder, question_texts, "query", process_group=process_group),
+                encode_gathered(encoder, sentences, "passage", contexts=contexts, process_group=process_group))
+    questions = encoder.encode(question_texts, "query")
+    if contexts is not None:
+        candidates = encoder.encode(sentences, "passage", contexts=contexts)
+    else:
+        candidates = encoder.encode(sentences, "passage")
     return questions, candidates
 
 
 def evaluate_lareqa(
-    encoder: "Encoder",
+    encoder: "TextEncoder",
     dataset: "LareqaDataset",
     *,
     candidate_context: str = "none",
     chunk_size: int = 256,
-) -> dict:
+    distributed: bool = False,
+    process_group=None,
+) -> dict | None:
     """Encode ``dataset`` with ``encoder`` and compute every LAReQA figure.
+
+    ``distributed=True`` under an initialised ``torch.distributed`` group (a collective: every
+    rank calls it): each rank encodes one contiguous shard of the questions and of the
+    candidates, the embeddings are all-gathered (O(N d) per rank), each rank ranks its shard of
+    the questions against all candidates, rank 0 computes the figures (others return None):
+    those of the single-process run when the encoder embeds a text independently of its batch.
 
     Returns:
         :func:`lareqa_scores_from_embeddings`'s dict plus ``"timing": {"encode_s", "search_s"}``
         and ``"data": {"questions", "candidates", "languages"}``.
     """
     start = time.perf_counter()
-    question_emb, candidate_emb = encode_lareqa(encoder, dataset, candidate_context=candidate_context)
+    question_emb, candidate_emb = encode_lareqa(encoder, dataset, candidate_context=candidate_context,
+                                                distributed=distributed, process_group=process_group)
     encoded = time.perf_counter()
+    if distributed and process_group is None:
+        import torch.distributed as dist
+
+        process_group = dist.group.WORLD
     result = lareqa_scores_from_embeddings(
         question_emb, candidate_emb, dataset.relevant,
         dataset.question_lang_ids(), dataset.candidate_lang_ids(), dataset.languages,
-        chunk_size=chunk_size,
+        chunk_size=chunk_size, process_group=process_group if distributed else None,
     )
+    if result is None:
+        return None
     searched = time.perf_counter()
     result["timing"] = {"encode_s": encoded - start, "search_s": searched - encoded}
     result["data"] = {

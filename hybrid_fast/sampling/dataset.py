@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
+from ..model import DEFAULT_PREFIXES
 from .samplers import PairKey
 
 if TYPE_CHECKING:
@@ -94,23 +95,30 @@ class ParallelQADataset:
         return {"query": query, "passage": passage, "group": int(group), "mask_group": self._mask[group],
                 "q_kind": q_kind, "p_kind": p_kind}
 
-    def to_hf_dataset(self):
+    def to_hf_dataset(self, *, query_prefix: str = "", passage_prefix: str = "", group_column: str | None = None):
         """A ``datasets.Dataset`` with one row per (group, q_lang, p_lang, field), columns
-        ``anchor``/``positive``, in :class:`IndexBatchSampler`'s row order (for the
-        sentence-transformers trainer; its losses cannot take group masks)."""
+        ``anchor``/``positive`` (texts with the prefix of their kind, as :class:`PairCollator`
+        adds them) and, with ``group_column``, the int64 mask group under that name; rows in
+        :class:`IndexBatchSampler`'s order (for the sentence-transformers trainer:
+        :mod:`hybrid_fast.integrations.sentence_transformers`)."""
         from datasets import Dataset
 
         from .samplers import FIELDS
 
-        anchors, positives = [], []
+        prefix = PairCollator(query_prefix, passage_prefix)
+        anchors, positives, groups = [], [], []
         for g in range(self.num_groups):
             for q in self.languages:
                 for p in self.languages:
                     for f in FIELDS:
-                        ex = self[PairKey(g, q, p, f)]
-                        anchors.append(ex["query"])
-                        positives.append(ex["passage"])
-        return Dataset.from_dict({"anchor": anchors, "positive": positives})
+                        query, passage = prefix.texts(self[PairKey(g, q, p, f)])
+                        anchors.append(query)
+                        positives.append(passage)
+                        groups.append(self._mask[g])
+        columns = {"anchor": anchors, "positive": positives}
+        if group_column is not None:
+            columns[group_column] = groups
+        return Dataset.from_dict(columns)
 
 
 def split_articles(articles: Sequence[str], dev: int, test: int, seed: int = 0) -> dict[str, list[str]]:
@@ -155,7 +163,7 @@ class PairCollator:
         ValueError: an empty batch, or two examples with the same ``group`` in one batch.
     """
 
-    def __init__(self, query_prefix: str = "Query: ", passage_prefix: str = "Passage: "):
+    def __init__(self, query_prefix: str = DEFAULT_PREFIXES["query"], passage_prefix: str = DEFAULT_PREFIXES["passage"]):
         self.prefix = {"query": query_prefix, "passage": passage_prefix}
 
     def __call__(self, examples: Sequence[dict]) -> PairBatch:
@@ -165,8 +173,10 @@ class PairCollator:
         if len(set(groups)) != len(groups):
             raise ValueError(f"examples: a group appears twice in one batch: {groups}")
         masks = torch.tensor([e["mask_group"] for e in examples], dtype=torch.int64)
-        return PairBatch(
-            queries=[self.prefix[e["q_kind"]] + e["query"] for e in examples],
-            passages=[self.prefix[e["p_kind"]] + e["passage"] for e in examples],
-            q_groups=masks, p_groups=masks.clone(),
-        )
+        queries, passages = zip(*(self.texts(e) for e in examples))
+        return PairBatch(queries=list(queries), passages=list(passages), q_groups=masks, p_groups=masks.clone())
+
+    def texts(self, example: dict) -> tuple[str, str]:
+        """``(query, passage)`` of one example with the prefixes of their kinds."""
+        return (self.prefix[example["q_kind"]] + example["query"],
+                self.prefix[example["p_kind"]] + example["passage"])

@@ -22,8 +22,16 @@ Determinism and data parallelism (the contract the distributed trainer relies on
   ``default_rng([seed, epoch, s])``: a pure function of ``(seed, epoch, step)``. All ranks draw
   the same global plan and rank ``r`` keeps items ``[r * batch_size, (r + 1) * batch_size)``;
   so every rank has the same batch type and mono language at the same step.
-* ``state_dict()`` holds ``(seed, epoch, step)``; after ``load_state_dict`` the next ``iter()``
-  resumes at that step of that epoch and yields exactly the batches an uninterrupted run would.
+* ``len()`` is the same on every rank (a global ``drop_last``): with ``drop_last=False`` the last,
+  incomplete global batch keeps a multiple of ``world_size`` items (at most ``world_size - 1``
+  examples of the epoch are left out) so every rank has the same number of examples.
+* ``state_dict()`` holds ``(seed, epoch, step)`` and the global batch size; after
+  ``load_state_dict`` the next ``iter()`` resumes at that step of that epoch and yields exactly the
+  batches an uninterrupted run would. The plan depends on the global batch size, not on the world
+  size: a run resumed with another ``world_size`` and the same global batch size draws the same
+  global batches (each rank now keeps a slice of another width). A different global batch size
+  cuts the epoch differently (examples would be skipped or repeated), so loading such a state
+  raises ``ValueError``.
   Iterating to the end of an epoch resets ``step`` to 0 (call ``set_epoch`` for the next epoch,
   as with ``DistributedSampler``).
 
@@ -109,7 +117,7 @@ class ParallelBatchSampler:
     def __len__(self) -> int:
         """Batches per epoch (on every rank)."""
         full, rest = divmod(self.num_groups, self.global_batch_size)
-        return full if self.drop_last or rest == 0 else full + 1
+        return full if self.drop_last or rest < self.world_size else full + 1
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The order of the groups in ``epoch`` (drawn once per epoch, not once per batch)."""
@@ -134,12 +142,15 @@ class ParallelBatchSampler:
             raise ValueError(f"step: expected 0 <= step < {len(self)}, got {step}")
         groups = self.permutation(epoch)[step * self.global_batch_size:(step + 1) * self.global_batch_size]
         _, langs = self._plan_languages(np.random.default_rng([self.seed, epoch, step]), len(groups))
-        return [PairKey(int(g), q, p, f) for g, (q, p, f) in zip(groups, langs)]
+        # A drop_last=False tail is cut to equal rank slices after the plan is drawn, so it stays a
+        # prefix of the one-process tail.
+        keep = len(groups) - len(groups) % self.world_size
+        return [PairKey(int(g), q, p, f) for g, (q, p, f) in zip(groups[:keep], langs)]
 
     def batch(self, epoch: int, step: int) -> list[PairKey]:
         """This rank's items of batch ``step`` of ``epoch``."""
         items = self.global_batch(epoch, step)
-        per_rank = -(-len(items) // self.world_size)
+        per_rank = len(items) // self.world_size
         return items[self.rank * per_rank:(self.rank + 1) * per_rank]
 
     # ------------------------------------------------------------------ iteration and state
@@ -166,19 +177,28 @@ class ParallelBatchSampler:
         self.epoch, self.step = epoch, 0
 
     def state_dict(self) -> dict:
-        """``{"name", "seed", "epoch", "step"}``: ``step`` = batches already yielded this epoch."""
-        return {"name": self.name, "seed": self.seed, "epoch": self.epoch, "step": self.step}
+        """``{"name", "seed", "epoch", "step", "global_batch_size"}``: ``step`` = batches already
+        yielded this epoch."""
+        return {"name": self.name, "seed": self.seed, "epoch": self.epoch, "step": self.step,
+                "global_batch_size": self.global_batch_size}
 
     def load_state_dict(self, state: dict) -> None:
         """Resume at ``state``'s epoch and step.
 
         Raises:
-            ValueError: the state belongs to another sampler type or seed.
+            ValueError: the state belongs to another sampler type or seed, or to another global
+                batch size (``batch_size * world_size``; the world size alone may differ).
         """
         if state.get("name") != self.name:
             raise ValueError(f"state: saved by sampler {state.get('name')!r}, loading into {self.name!r}")
         if int(state["seed"]) != self.seed:
             raise ValueError(f"state: saved with seed {state['seed']}, this sampler has seed {self.seed}")
+        saved = state.get("global_batch_size", self.global_batch_size)  # absent in states of older versions
+        if int(saved) != self.global_batch_size:
+            raise ValueError(f"state: saved with global batch size {saved}, this sampler has "
+                             f"{self.global_batch_size} (batch_size {self.batch_size} x world_size {self.world_size}); "
+                             f"a different global batch cuts the epoch differently. Resume with a global batch of "
+                             f"{saved}, or start a new run")
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
 
     def __repr__(self) -> str:

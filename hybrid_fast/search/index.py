@@ -16,8 +16,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..ops.topk import METRICS, normalize_rows, topk_over_chunks, topk_search
-from ..ops.validation import check_finite, compute_dtype
+from ..ops._common.validation import check_finite, compute_dtype
+from ..ops.topk import METRICS, normalize_rows, topk_search
+from ..ops.topk.inputs import exclude_tensor
+from ..ops.topk.merge import topk_over_chunks
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
@@ -59,6 +61,15 @@ class ExactIndex:
         dtype: storage dtype: float32, bfloat16 (half the memory and bytes streamed per search;
             scores are exact fp32 top-k of the stored bf16 values), float16, or float64.
 
+    Sharded mode (``sharded=True``, under an initialised ``torch.distributed`` process group):
+    each rank's index holds one contiguous shard of the corpus, shards in rank order (rank r's
+    position j is global position ``sum(ntotal of ranks < r) + j``); :meth:`search` is then a
+    collective (every rank calls it with the same queries and arguments) that returns global
+    positions, merged exactly as one index over the concatenated corpus would
+    (:func:`hybrid_fast.distributed.sharded_search`). ``ntotal`` stays this rank's shard size;
+    a shard may be empty or smaller than k. BEIR-style output and doc-id excludes gather the
+    shards' doc ids (``all_gather_object``) at that call.
+
     Storage: vectors added in memory, or (after :meth:`load` with ``mmap=True`` or
     :meth:`from_npy`) a memory-mapped ``.npy`` streamed ``chunk_rows`` rows at a time, so a
     corpus larger than RAM is searched with O(chunk_rows x d + Q x k) memory. Chunk results are
@@ -66,7 +77,8 @@ class ExactIndex:
     whole corpus returns (up to fp32 rounding differences of the tiling).
     """
 
-    def __init__(self, dim: int, metric: str = "ip", dtype: torch.dtype = torch.float32):
+    def __init__(self, dim: int, metric: str = "ip", dtype: torch.dtype = torch.float32, *, sharded: bool = False,
+                 process_group=None):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if metric not in METRICS:
@@ -79,6 +91,7 @@ class ExactIndex:
         self._normalized_on_disk = True
         self._doc_ids: list | None = None
         self._pos_of: dict | None = None
+        self.sharded, self.process_group = sharded, process_group
 
     # ------------------------------------------------------------------ contents
     @property
@@ -129,25 +142,31 @@ class ExactIndex:
         return self._chunks[0]
 
     # ------------------------------------------------------------------ search
-    def _exclude_positions(self, exclude):
+    def _exclude_positions(self, exclude, doc_ids):
         """Map doc-id excludes (str or any non-int) to positions; ints are positions already."""
         if exclude is None or isinstance(exclude, torch.Tensor):
             return exclude
         rows = [[v] if isinstance(v, (int, str)) else list(v) for v in exclude]
         if any(not isinstance(x, int) for r in rows for x in r):
-            if self._doc_ids is None:
+            if doc_ids is None:
                 raise ValueError("exclude holds doc ids but this index has none; pass positions")
-            if self._pos_of is None:
-                self._pos_of = {str(d): j for j, d in enumerate(self._doc_ids)}
-            rows = [[x if isinstance(x, int) else self._pos_of.get(str(x), -1) for x in r] for r in rows]
+            if doc_ids is not self._doc_ids:  # the gathered ids of a sharded index: no cache
+                pos = {str(d): j for j, d in enumerate(doc_ids)}
+            elif self._pos_of is None:
+                self._pos_of = pos = {str(d): j for j, d in enumerate(doc_ids)}
+            else:
+                pos = self._pos_of
+            rows = [[x if isinstance(x, int) else pos.get(str(x), -1) for x in r] for r in rows]
+            return rows
         return rows
 
     def search(self, queries, k: int, *, exclude=None, precision: str = "exact", backend: str = "auto",
-               query_ids: Sequence | None = None, chunk_rows: int | None = None):
+               query_ids: Sequence | None = None, chunk_rows: int | None = None, result_on: int | str = "all"):
         """Exact top-k of each query against the stored vectors.
 
         Args: as :func:`hybrid_fast.topk_search` (``exclude`` may also hold doc ids);
-        ``chunk_rows``: rows streamed per step for a memory-mapped index (default: 256 MiB).
+        ``chunk_rows``: rows streamed per step for a memory-mapped index (default: 256 MiB);
+        ``result_on`` (sharded mode): "all" ranks get the result, or only that rank (others: None).
 
         Returns ``(scores, indices)`` ((Q, k), best first, positions in insertion order, padded
         with (-inf, -1)), or ``{query_id: {doc_id: score}}`` (BEIR style) when ``query_ids``
@@ -160,14 +179,53 @@ class ExactIndex:
             q = q.to(torch.float64) if self.dtype == torch.float64 else (q.float() if q.dtype == torch.float64 else q)
         if self.metric == "cosine" and q.is_floating_point() and q.dim() == 2:
             q = normalize_rows(q)  # the stored vectors were normalised at add
-        ex = self._exclude_positions(exclude)
-        if self._mmap is None:
+        doc_ids = self._doc_ids
+        if self.sharded and (query_ids is not None or exclude is not None):
+            doc_ids = self._gathered_doc_ids()
+        ex = self._exclude_positions(exclude, doc_ids)
+        if self.sharded:
+            out = self._search_sharded(q, k, ex, precision, backend, chunk_rows, result_on)
+            if out is None:
+                return None
+            scores, indices = out
+        elif self._mmap is None:
             scores, indices = topk_search(q, self._corpus(), k, exclude=ex, precision=precision, backend=backend)
         else:
             scores, indices = self._search_mmap(q, k, ex, precision, backend, chunk_rows)
         if query_ids is None:
             return scores, indices
-        return to_beir(scores, indices, query_ids, self._doc_ids)
+        return to_beir(scores, indices, query_ids, doc_ids)
+
+    def _gathered_doc_ids(self) -> list | None:
+        """Every shard's doc ids in rank order (a collective), None when no shard has any."""
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return self._doc_ids
+        parts = [None] * dist.get_world_size(self.process_group)
+        dist.all_gather_object(parts, (self.ntotal, self._doc_ids), group=self.process_group)
+        if all(ids is None for _, ids in parts):
+            return None
+        if any(ids is None and n > 0 for n, ids in parts):
+            raise ValueError("sharded index: some shards have doc ids and others not; give ids on every rank or none")
+        return [d for _, ids in parts for d in (ids or [])]
+
+    def _search_sharded(self, q, k, exclude, precision, backend, chunk_rows, result_on):
+        from ..distributed.search import sharded_search
+
+        if not isinstance(q, torch.Tensor) or q.dim() != 2:
+            raise ValueError(f"queries must be (Q, dim={self.dim}), got {getattr(q, 'shape', type(q).__name__)}")
+        ex = None if exclude is None else exclude_tensor(exclude, q.shape[0], torch.iinfo(torch.int64).max,
+                                                         torch.device("cpu"))
+
+        def local_search(kk, local_ex):
+            if self._mmap is None:
+                return topk_search(q, self._corpus(), kk, exclude=local_ex, precision=precision, backend=backend)
+            return self._search_mmap(q, kk, local_ex, precision, backend, chunk_rows)
+
+        score_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+        return sharded_search(local_search, self.ntotal, q.shape[0], k, exclude=ex, result_on=result_on,
+                              process_group=self.process_group, score_dtype=score_dtype)
 
     def _search_mmap(self, q, k, exclude, precision, backend, chunk_rows):
         N = self.ntotal
@@ -178,9 +236,7 @@ class ExactIndex:
             chunk_rows = max(1, _DEFAULT_CHUNK_BYTES // (self.dim * itemsize))
         ex = None
         if exclude is not None:
-            from ..ops.topk import _exclude_tensor
-
-            ex = _exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
+            ex = exclude_tensor(exclude, q.shape[0], N, torch.device("cpu"))
         metric = "cosine" if (self.metric == "cosine" and not self._normalized_on_disk) else "ip"
 
         def chunks():
@@ -211,14 +267,17 @@ class ExactIndex:
             json.dump(meta, f)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> "ExactIndex":
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True, sharded: bool = False,
+             process_group=None) -> "ExactIndex":
         """Read an index written by :meth:`save`; ``mmap=True`` maps ``vectors.npy`` (searches
-        stream it; nothing is read up front), ``mmap=False`` loads it into memory."""
+        stream it; nothing is read up front), ``mmap=False`` loads it into memory.
+        ``sharded``/``process_group``: load this rank's shard of a sharded index (see the class)."""
         with open(os.path.join(path, "meta.json")) as f:
             meta = json.load(f)
         if meta.get("format") != "hybrid_fast.ExactIndex/1":
             raise ValueError(f"{path} is not an ExactIndex directory (format {meta.get('format')!r})")
-        index = cls(meta["dim"], metric=meta["metric"], dtype=_DTYPES[meta["dtype"]])
+        index = cls(meta["dim"], metric=meta["metric"], dtype=_DTYPES[meta["dtype"]], sharded=sharded,
+                    process_group=process_group)
         arr = np.load(os.path.join(path, "vectors.npy"), mmap_mode="r" if mmap else None)
         index._attach(arr, normalized=meta.get("normalized", True), mmap=mmap)
         index._doc_ids = meta.get("doc_ids")
@@ -256,5 +315,5 @@ class ExactIndex:
         self._chunks = [t] if t.shape[0] else []
 
     def __repr__(self) -> str:
-        where = "mmap" if self._mmap is not None else "memory"
+        where = ("mmap" if self._mmap is not None else "memory") + (", sharded" if self.sharded else "")
         return f"ExactIndex(dim={self.dim}, metric={self.metric!r}, dtype={_dtype_name(self.dtype)}, ntotal={self.ntotal}, {where})"

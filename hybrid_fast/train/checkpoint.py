@@ -3,6 +3,12 @@
 One folder per checkpoint (``<output_dir>/checkpoint-<step>/state.pt``), written to a temporary
 name and renamed, so a run killed while saving leaves the previous checkpoint intact.
 :func:`latest_checkpoint` finds the newest complete one for ``resume``.
+
+Data-parallel runs: rank 0 alone writes (model, optimiser, scheduler and sampler states are the
+same on every rank); the RNG states of all W ranks are stored (``rng_ranks``), so each rank of a
+resumed W-rank run continues its own dropout stream. Resumed with another world size, the
+per-rank streams cannot continue: every rank then reseeds Python, numpy and torch from
+``(step, rank, world_size)`` (deterministic, but dropout masks differ from the uninterrupted run).
 """
 from __future__ import annotations
 
@@ -32,9 +38,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(folder: str | os.PathLike, *, model, optimizer, scheduler, sampler, trainer_state: dict,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, rng_states: list[dict] | None = None) -> Path:
     """Write ``folder/checkpoint-<step>/state.pt`` (step = ``trainer_state["step"]``); keep the
-    newest ``keep`` checkpoints. Returns the checkpoint folder."""
+    newest ``keep`` checkpoints. ``rng_states``: every rank's :func:`rng_state` in rank order
+    (default: this process's only). Returns the checkpoint folder."""
+    rng_states = [rng_state()] if rng_states is None else list(rng_states)
     folder = Path(folder)
     target = folder / f"checkpoint-{trainer_state['step']:07d}"
     partial = folder / (target.name + ".partial")
@@ -42,7 +50,7 @@ def save_checkpoint(folder: str | os.PathLike, *, model, optimizer, scheduler, s
     partial.mkdir(parents=True)
     torch.save({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "sampler": sampler.state_dict(), "rng": rng_state(), "trainer": trainer_state,
+        "sampler": sampler.state_dict(), "rng": rng_states[0], "rng_ranks": rng_states, "trainer": trainer_state,
     }, partial / "state.pt")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -57,8 +65,13 @@ def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: str | os.PathLike, *, model, optimizer, scheduler, sampler) -> dict:
+def load_checkpoint(path: str | os.PathLike, *, model, optimizer, scheduler, sampler, rank: int = 0,
+                    world_size: int = 1) -> dict:
     """Restore every state from ``path`` (a checkpoint folder) and return the trainer state.
+
+    ``rank``/``world_size``: this process's place in a data-parallel run; it restores its own RNG
+    stream when the checkpoint was written by a run of the same world size, else reseeds from
+    ``(step, rank, world_size)`` (module docstring).
 
     Raises:
         FileNotFoundError: no ``state.pt`` there.
@@ -71,5 +84,17 @@ def load_checkpoint(path: str | os.PathLike, *, model, optimizer, scheduler, sam
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"])
+    streams = state.get("rng_ranks", [state["rng"]])
+    if len(streams) == world_size:
+        set_rng_state(streams[rank])
+    else:
+        reseed_for_rank(int(state["trainer"]["step"]), rank, world_size)
     return state["trainer"]
+
+
+def reseed_for_rank(step: int, rank: int, world_size: int) -> None:
+    """Seed Python, numpy and torch from ``(step, rank, world_size)``: each rank its own stream."""
+    seeds = np.random.SeedSequence([step, rank, world_size]).generate_state(2, dtype=np.uint64)
+    random.seed(int(seeds[0]))
+    np.random.seed(int(seeds[0]) % 2**32)
+    torch.manual_seed(int(seeds[1]) % 2**63)

@@ -2,27 +2,42 @@
 
     hybrid-fast train --config run.yaml --sampler hybrid --alpha 0.5 --max-steps 300 --output-dir runs/h
     hybrid-fast train --output-dir runs/h --resume          # continue a killed run
-    hybrid-fast experiment --quick --data ../shared/data --output quick.json
+    torchrun --nproc_per_node=4 -m hybrid_fast.train.cli train --batch-size 256 ...   # DDP, 64 per rank
+    torchrun --nproc_per_node=4 --no-python hybrid-fast train --batch-size 256 ...    # the same
+    hybrid-fast experiment --quick                     # packaged sample (or $HYBRID_FAST_DATA), runs/quick/
     hybrid-fast experiment --data ../shared/data --output results/replication/replication.json
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-from ..cli import configure_logging
 from .config import add_config_arguments, config_from_args
+from .experiment import ARMS
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .trainer import Trainer
+    """Train; under torchrun (``WORLD_SIZE`` > 1) every rank joins the process group first and
+    the trainer runs DDP (``--batch-size`` is the global batch); rank 0 prints the summary."""
+    from ..preflight import check_model, require_modules
 
     cfg = config_from_args(args)
-    summary = Trainer(cfg).train(resume=args.resume)
+    require_modules("train", cfg.model)
+    check_model(cfg.model, "--model")
+    from ..distributed.runtime import init_distributed, shutdown_distributed
+    from .trainer import Trainer
+
+    context = init_distributed(cfg.dist_backend, cfg.dist_timeout_s)
+    if not context.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0's
+    try:
+        summary = Trainer(cfg).train(resume=args.resume)  # picks up the group joined above
+    finally:
+        shutdown_distributed()
     summary.pop("losses")
-    print(json.dumps(summary, indent=1))
+    if context.is_main:
+        print(json.dumps(summary, indent=1))
     return 0
 
 
@@ -43,33 +58,43 @@ def register(subparsers) -> None:
 
     exp = subparsers.add_parser("experiment", help="the offline replication: X-X-mono, X-Y, hybrid, SimCSE "
                                                    "and zero-shot on XQuAD-R test articles")
-    exp.add_argument("--data", default="../shared/data", help="folder holding xquad/ and xquad-r/")
-    exp.add_argument("--output", default="results/replication/replication.json", help="JSON results file")
-    exp.add_argument("--work-dir", default="runs/replication", help="run folders (checkpoints, models, metrics)")
+    exp.add_argument("--data", default=None,
+                     help="folder holding xquad/ and xquad-r/ (and beir/*); default: $HYBRID_FAST_DATA, the "
+                          "download cache, a download (not with --quick), else the packaged sample")
+    exp.add_argument("--output", default=None,
+                     help="JSON results file; report.md and PNGs go beside it (default runs/quick/results.json, "
+                          "without --quick runs/replication/results.json)")
+    exp.add_argument("--work-dir", default=None, help="run folders (metrics, models; default: --output's folder)")
     exp.add_argument("--quick", action="store_true", help="reduced preset: one seed, few steps (a few minutes)")
     exp.add_argument("--preset", choices=("small", "quick", "me5", "paper"), default=None,
                      help="settings layer under --config and flags (hybrid_fast/train/presets.py): small "
                           "(default), quick (= --quick), me5 (9 training / 11 test languages, me5-small-offline, "
                           "<= 2 h on 2 cores), paper (GPU: XLM-R, batch 100, lr 3e-5, early stopping)")
     exp.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
-    exp.add_argument("--arms", nargs="+", default=None, help="subset of zero-shot x-x-mono x-y hybrid simcse")
-    exp.add_argument("--report-dir", default=None, help="write README tables and PNG curves there")
-    exp.add_argument("--keep-models", action="store_true", help="keep trained model folders")
+    exp.add_argument("--arms", nargs="+", default=None, choices=ARMS, metavar="ARM",
+                     help=f"subset of {' '.join(ARMS)}")
+    exp.add_argument("--beir", nargs="*", default=None, metavar="DIR",
+                     help="BEIR folders every arm is evaluated on (default: the packaged DBpedia sample plus "
+                          "beir/* under --data; --beir with no folder: none)")
+    exp.add_argument("--report-dir", default=None, help="write report.md and PNG plots there (default: --output's folder)")
+    exp.add_argument("--keep-models", action="store_true", help="keep each arm's model folder (<work-dir>/<arm>-seed<s>/model)")
     add_config_arguments(exp, exclude=("sampler", "seed", "output_dir", "data_dir"))
     exp.set_defaults(func=run_experiment)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hybrid_fast.train.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    register(parser.add_subparsers(dest="command", required=True))
-    return parser
+def build_parser():
+    """The ``hybrid-fast`` parser (it holds ``train`` and ``experiment``)."""
+    from ..cli import build_parser as package_parser
+
+    return package_parser()
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging(logging.INFO)
-    return int(args.func(args) or 0)
+    """``python -m hybrid_fast.train.cli train|experiment ...``: the ``hybrid-fast`` entry point
+    (same sub-commands, same error handling)."""
+    from ..cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..model import DEFAULT_PREFIXES
 from ..sampling.samplers import SAMPLERS
 
 
@@ -23,18 +24,23 @@ class TrainConfig:
     Model: ``model`` (HF id, folder, ``"minilm-offline"`` or ``"me5-small-offline"``), ``pooling``
     (mean|cls), ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes (None = the model's
     convention, resolved at construction: ``"query: "``/``"passage: "`` for me5-small-offline, else
-    ``"Query: "``/``"Passage: "``), max lengths.
+    ``DEFAULT_PREFIXES``), max lengths.
     Data: ``data_dir`` (folder holding ``xquad/``), ``languages`` (training), ``eval_languages``
     (the experiment's XQuAD-R test languages; empty = ``languages``), the article split
     (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
     Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
-    ``alpha``, ``batch_size``, ``grad_cache_chunk`` (0 = off; else embed in chunks of that many
+    ``alpha``, ``batch_size`` (the *global* batch: under torchrun each of W ranks embeds
+    ``batch_size / W`` of it), ``grad_cache_chunk`` (0 = off; else embed in chunks of that many
     texts without grad, then backpropagate chunk by chunk: batches larger than memory).
     Optimisation: AdamW (``lr``, ``weight_decay``), ``warmup_steps`` then ``schedule``
     (linear|cosine|constant) decay over ``max_steps``, ``max_grad_norm`` (0 = no clipping),
     ``bf16`` autocast, ``gradient_checkpointing``, ``loss_backend`` (``auto`` = fused kernel),
     ``symmetric``. Validation: every ``val_every`` steps on ``val_batches`` dev batches drawn by
     ``val_sampler``; early stopping after ``patience`` validations without improvement (0 = off).
+    Data parallelism (torchrun; no effect in one process): ``cross_rank_negatives`` (each rank's
+    queries scored against every rank's passages, the single-process loss on the global batch),
+    ``dist_backend`` (auto|gloo|nccl), ``dist_timeout_s`` (a dead or hung rank makes the others
+    fail after at most this long).
     Bookkeeping: ``output_dir``, ``save_every``, ``log_every``, ``eval_every`` (evaluation hook),
     ``seed``, ``progress``.
     """
@@ -67,6 +73,9 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     loss_backend: str = "auto"
     symmetric: bool = False
+    cross_rank_negatives: bool = True
+    dist_backend: str = "auto"
+    dist_timeout_s: float = 600.0
     val_every: int = 50
     val_batches: int = 4
     val_sampler: str = "hybrid"
@@ -79,10 +88,11 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        # None = the model's convention (E5's "query: " for me5-small-offline), recorded resolved
-        from ..models import default_prefixes
+        # None = the model's convention (E5's "query: " for me5-small-offline, else
+        # DEFAULT_PREFIXES), recorded resolved in config.json
+        from ..models import alias_prefixes
 
-        defaults = default_prefixes(self.model)
+        defaults = alias_prefixes(self.model) or (DEFAULT_PREFIXES["query"], DEFAULT_PREFIXES["passage"])
         self.query_prefix = defaults[0] if self.query_prefix is None else self.query_prefix
         self.passage_prefix = defaults[1] if self.passage_prefix is None else self.passage_prefix
         self.validate()
@@ -91,7 +101,7 @@ class TrainConfig:
         """Raises ValueError naming the field for an out-of-range or unknown value."""
         choices = {"pooling": ("mean", "cls"), "similarity": ("cos", "dot"),
                    "schedule": ("linear", "cosine", "constant"), "sampler": tuple(SAMPLERS),
-                   "val_sampler": tuple(SAMPLERS)}
+                   "val_sampler": tuple(SAMPLERS), "dist_backend": ("auto", "gloo", "nccl")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}: expected one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -104,6 +114,8 @@ class TrainConfig:
                      "log_every", "dev_articles", "test_articles"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)}")
+        if not self.dist_timeout_s > 0:
+            raise ValueError(f"dist_timeout_s: expected > 0, got {self.dist_timeout_s}")
         if self.scale <= 0 or self.lr <= 0 or self.max_grad_norm < 0:
             raise ValueError(f"scale/lr: expected > 0 and max_grad_norm >= 0, got {self.scale}, {self.lr}, "
                              f"{self.max_grad_norm}")
@@ -117,22 +129,42 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+# Keys a run's config.json records beside the fields (the parallel layout it ran with); a config
+# file may hold them (a run's own config.json), they are not settings and are dropped on reading.
+RUN_RECORD_KEYS = ("world_size", "global_batch_size", "per_rank_batch_size")
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict of TrainConfig fields.
+    """Read a YAML (``.yaml``/``.yml``) or JSON config file into a dict of TrainConfig fields
+    (a run's ``config.json`` works: its ``RUN_RECORD_KEYS`` are dropped).
 
     Raises:
-        ValueError: not a mapping, or unknown keys (the valid ones are listed).
+        ValueError: unreadable file, invalid JSON/YAML, not a mapping, or unknown keys (the valid
+            ones are listed); messages start with ``config:`` (the CLI shows ``--config:``).
     """
     path = Path(path)
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"config: expected a readable YAML or JSON file, got {str(path)!r} ({err.strerror})") from None
     if path.suffix in (".yaml", ".yml"):
-        import yaml
-
-        data = yaml.safe_load(text) or {}
+        try:
+            import yaml
+        except ModuleNotFoundError:
+            raise ValueError(f"config: {path} is YAML, which needs PyYAML (pip install 'hybrid_fast[all]'); "
+                             "or give a .json file") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"config: expected valid YAML in {path}, got {str(err).splitlines()[0]}") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"config: expected valid JSON in {path}, got {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"config: {path} must hold a mapping, got {type(data).__name__}")
+    data = {k: v for k, v in data.items() if k not in RUN_RECORD_KEYS}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -8,7 +8,10 @@ test articles and the candidate sentences of their paragraphs), in the training 
 * Table-1 mAP (mono / cross / multi) and rank distance from
   :func:`hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`;
 * nDCG@10 per monolingual setting (binary relevance: the query's relevant sentences in its own
-  language), macro-averaged over languages, from the same ranks as mono mAP (same function).
+  language), macro-averaged over languages, from the same ranks as mono mAP (same function);
+* on each BEIR folder (``beir_dirs``; the CLI's default is the packaged DBpedia sample plus
+  ``beir/*`` under ``--data``): nDCG@10, Recall@100, MRR@10 and MAP
+  (:func:`hybrid_fast.eval.beir.evaluate_beir`), and their mean over folders.
 
 The article split (:func:`hybrid_fast.sampling.split_articles`) is on XQuAD titles; XQuAD-R
 shares XQuAD's question ids, so the restriction is by question id, and a candidate belongs to the
@@ -18,7 +21,6 @@ questions, so no paragraph is left unassigned: checked).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import time
@@ -26,9 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
+from ..eval.report import plot_metrics
 from .config import TrainConfig, config_from_args
-from .presets import PRESET_SEEDS, PRESETS, QUICK, SMALL  # noqa: F401 (QUICK: public name)
-from .trainer import Trainer, build_datasets, load_xquad, plot_metrics, seed_everything
+from .presets import PRESET_SEEDS, PRESETS
+from .trainer import Trainer, seed_everything
+
+test_lareqa = xquad_r_test_set  # the earlier name
 
 log = logging.getLogger(__name__)
 
@@ -36,60 +42,120 @@ TRAINED_ARMS = ("x-x-mono", "x-y", "hybrid", "simcse")
 ARMS = ("zero-shot",) + TRAINED_ARMS
 
 # Presets (--config and flags override them: config_from_args): hybrid_fast/train/presets.py.
-FULL = SMALL  # the name this module used before presets.py
+FULL, QUICK = PRESETS["small"], PRESETS["quick"]
 
 
-def test_lareqa(data_dir: str | Path, languages, test_articles, *, xquad) -> "object":
-    """XQuAD-R in ``languages`` restricted to the questions of ``test_articles`` (XQuAD titles)
-    and the candidate sentences of their paragraphs (a :class:`LareqaDataset`).
-
-    ``xquad``: the XQuAD records (``[ParallelQA]``) of ``languages[0]``, already parsed (they map
-    question ids to titles).
-
-    Raises:
-        ValueError: a test question missing from XQuAD-R, or a paragraph assigned to no split.
-    """
-    from ..data import LareqaDataset, load_lareqa
-
-    data_dir = Path(data_dir)
-    full = load_lareqa(data_dir / "xquad-r", languages)
-    article_of = {r.group_id: r.article for r in xquad}
-    missing = [q.qid for q in full.questions if q.qid not in article_of]
-    if missing:
-        raise ValueError(f"xquad-r: {len(missing)} question ids not in XQuAD (e.g. {missing[:3]})")
-    test = set(test_articles)
-    keep_q = [i for i, q in enumerate(full.questions) if article_of[q.qid] in test]
-    paragraph_split = {}
-    for i, q in enumerate(full.questions):
-        for c in full.relevant[i]:
-            cand = full.candidates[c]
-            paragraph_split.setdefault((cand.lang, cand.paragraph_index), set()).add(article_of[q.qid] in test)
-    unassigned = {(c.lang, c.paragraph_index) for c in full.candidates} - set(paragraph_split)
-    if unassigned or any(len(v) != 1 for v in paragraph_split.values()):
-        raise ValueError(f"xquad-r: {len(unassigned)} paragraphs without questions or paragraphs in two splits")
-    keep_c = [i for i, c in enumerate(full.candidates) if paragraph_split[(c.lang, c.paragraph_index)] == {True}]
-    new_index = {old: new for new, old in enumerate(keep_c)}
-    return LareqaDataset(languages=full.languages, questions=[full.questions[i] for i in keep_q],
-                         candidates=[full.candidates[i] for i in keep_c],
-                         relevant=[sorted(new_index[c] for c in full.relevant[i]) for i in keep_q])
-
-
-def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64) -> dict:
-    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` on a LAReQA dataset:
-    :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``."""
+def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64,
+                   desc: str = "") -> dict:
+    """Table-1 figures plus monolingual nDCG@10 of a :class:`BiEncoder` (or any object with its
+    ``encode(texts, kind, batch_size)``) on a LAReQA dataset, the texts prefixed here as in
+    training: :func:`~hybrid_fast.eval.xquad_r.lareqa_scores_from_embeddings`'s dict plus ``eval_s``
+    (``desc``: label of the encoding progress bars; none when empty)."""
     from ..eval.xquad_r import lareqa_scores_from_embeddings
 
     start = time.perf_counter()
-    q_emb = model.encode([query_prefix + q.text for q in dataset.questions], "query", batch_size)
-    c_emb = model.encode([passage_prefix + c.sentence for c in dataset.candidates], "passage", batch_size)
+    encoder = PrefixedEncoder(model, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                              batch_size=batch_size, desc=desc)
+    q_emb = encoder.encode([q.text for q in dataset.questions], "query")
+    c_emb = encoder.encode([c.sentence for c in dataset.candidates], "passage")
     q_lang, c_lang = dataset.question_lang_ids(), dataset.candidate_lang_ids()
     result = lareqa_scores_from_embeddings(q_emb, c_emb, dataset.relevant, q_lang, c_lang, dataset.languages)
     result["eval_s"] = time.perf_counter() - start
     return result
 
 
+BEIR_KEYS = ("ndcg@10", "recall@100", "mrr@10", "map")
+
+
+def encode_with_progress(model, texts: list[str], kind: str, batch_size: int = 64, desc: str = "") -> "object":
+    """``model.encode`` in chunks of 8 batches behind a tqdm bar (``desc``; no bar when empty)."""
+    import torch
+
+    if not desc or len(texts) <= 8 * batch_size:
+        return model.encode(texts, kind, batch_size)
+    from tqdm.auto import tqdm
+
+    chunk = 8 * batch_size
+    parts = []
+    with tqdm(total=len(texts), desc=desc, unit="text", leave=False) as bar:
+        for start in range(0, len(texts), chunk):
+            parts.append(model.encode(texts[start:start + chunk], kind, batch_size))
+            bar.update(len(parts[-1]))
+    return torch.cat(parts)
+
+
+class PrefixedEncoder:
+    """The ``encode(texts, kind)`` of :class:`hybrid_fast.Encoder` over a :class:`BiEncoder`
+    (which expects prefixed texts): what :func:`~hybrid_fast.eval.beir.evaluate_beir` calls."""
+
+    def __init__(self, model, *, query_prefix: str, passage_prefix: str, batch_size: int = 64, desc: str = ""):
+        self.model, self.batch_size, self.desc = model, batch_size, desc
+        self.prefix = {"query": query_prefix, "passage": passage_prefix}
+
+    def encode(self, texts, kind: str = "passage"):
+        prefix = self.prefix[kind]
+        return encode_with_progress(self.model, [prefix + t for t in texts], kind, self.batch_size,
+                                    f"{self.desc} {'queries' if kind == 'query' else 'passages'}" if self.desc else "")
+
+
+def evaluate_beir_folders(model, beir: dict, *, query_prefix: str, passage_prefix: str, desc: str = "") -> dict:
+    """``{name: {metric: value}}`` over ``beir`` (``{name: BeirDataset}``), metrics
+    :data:`BEIR_KEYS` (plus ``eval_s``)."""
+    from ..eval.beir import evaluate_beir
+
+    out = {}
+    for name, dataset in beir.items():
+        start = time.perf_counter()
+        encoder = PrefixedEncoder(model, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                                  desc=f"{desc} {name}".strip() if desc else "")
+        metrics = evaluate_beir(encoder, dataset)
+        out[name] = {**{k: metrics[k] for k in BEIR_KEYS}, "eval_s": time.perf_counter() - start}
+    return out
+
+
+def _mean_std(values) -> tuple[float, float]:
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else 0.0)
+
+
+def summarize_beir(per_seed: list[dict]) -> dict:
+    """``{"<folder>": {metric: mean, "<metric>_std": std, "per_seed": [{"seed", metric...}]},
+    "mean": {metric: mean over folders of the seed means}}`` from each seed's ``beir`` dict."""
+    folders = list(per_seed[0]["beir"])
+    out: dict = {}
+    for name in folders:
+        block: dict = {}
+        for key in BEIR_KEYS:
+            block[key], block[f"{key}_std"] = _mean_std([r["beir"][name][key] for r in per_seed])
+        block["per_seed"] = [{"seed": r["seed"], **{k: r["beir"][name][k] for k in BEIR_KEYS}} for r in per_seed]
+        out[name] = block
+    out["mean"] = {key: float(np.mean([out[name][key] for name in folders])) for key in BEIR_KEYS}
+    return out
+
+
 SUMMARY_KEYS = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("mono", "ndcg@10"), ("mono", "r@1"),
                 ("cross", "r@1"), ("multi", "r@10"))
+
+
+def beir_folder_names(dirs) -> dict[str, Path]:
+    """``{name: folder}``: each folder's own name, ``-2``, ``-3``... appended to repeats
+    (``"mean"`` is reserved for the mean over folders)."""
+    names: dict[str, Path] = {}
+    for folder in dirs:
+        folder = Path(folder)
+        base = folder.resolve().name
+        name, n = base, 1
+        while name in names or name == "mean":
+            n += 1
+            name = f"{base}-{n}"
+        names[name] = folder
+    return names
+
+
+def load_beir_folders(dirs) -> dict:
+    """``{name: BeirDataset}`` (names from :func:`beir_folder_names`), test qrels."""
+    from ..data.beir import load_beir
+
+    return {name: load_beir(folder) for name, folder in beir_folder_names(dirs).items()}
 
 
 def summarize(per_seed: list[dict]) -> dict:
@@ -106,6 +172,12 @@ def summarize(per_seed: list[dict]) -> dict:
     out["per_seed"] = [{"seed": r["seed"], **{f"{s}_{m}": r[s][m] for s, m in SUMMARY_KEYS},
                         "rank_distance": r["rank_distance"], **({"train": r["train"]} if "train" in r else {})}
                        for r in per_seed]
+    if per_seed and "cross_matrix" in per_seed[0]:
+        matrices = np.array([r["cross_matrix"]["map"] for r in per_seed], dtype=float)
+        out["cross_matrix"] = {"languages": per_seed[0]["cross_matrix"]["languages"],
+                               "map": np.nanmean(matrices, axis=0).tolist() if matrices.size else []}
+    if per_seed and per_seed[0].get("beir"):
+        out["beir"] = summarize_beir(per_seed)
     return out
 
 
@@ -128,11 +200,21 @@ def markdown_tables(results: dict) -> str:
 
 
 def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS, work_dir: str | Path = "runs/replication",
-                   keep_models: bool = False, report_dir: str | Path | None = None) -> dict:
+                   keep_models: bool = False, report_dir: str | Path | None = None,
+                   beir_dirs=(), test_articles_available=None, data_label: str | None = None) -> dict:
     """Train every arm for every seed with ``base`` settings, evaluate on the test articles.
 
-    Returns ``{"arms": {arm: summarize(...)}, "settings", "split", "test_set", "timing_s"}``;
+    Returns ``{"arms": {arm: summarize(...)}, "settings", "split", "test_set", "beir", "timing_s"}``;
     ``zero-shot`` is evaluated once (it has no seed dependence) and reported with std 0.
+
+    ``beir_dirs``: BEIR folders (``corpus.jsonl``, ``queries.jsonl``, ``qrels/test.tsv``) every
+    arm and seed is also evaluated on, read before any training (a malformed folder fails first);
+    each arm's summary then has ``"beir": summarize_beir(...)``, keyed by folder name.
+    ``keep_models``: each trained arm's model stays in ``work_dir/<arm>-seed<seed>/model``.
+    ``test_articles_available``: titles whose XQuAD-R records the data holds (the packaged sample
+    holds the quick split's only); a split with other test articles is a ValueError.
+    ``data_label``: recorded as ``results["data"]`` (default ``str(data_dir)``), e.g.
+    ``"packaged sample"``.
 
     XQuAD is parsed and split once per call: every arm and seed trains on the same
     :class:`ParallelQADataset` pair (what ``Trainer(cfg)`` would build for itself, since arms and
@@ -147,13 +229,19 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
     base = base.replace(data_dir=str(data_dir))
     records = load_xquad(base)
     train_data, dev_data, split = build_datasets(base, records)
+    if test_articles_available is not None and not set(split["test"]) <= set(test_articles_available):
+        raise ValueError("--split-seed/--dev-articles/--test-articles: the data holds XQuAD-R for the quick split's "
+                         f"test articles only ({len(test_articles_available)}), got a split with others; "
+                         "pass --data DIR with the full XQuAD-R")
     # XQuAD-R shares XQuAD's question ids: the training languages' records map every test
-    # question (in any of the evaluation languages) to its article.
-    test = test_lareqa(data_dir, tuple(base.eval_languages or base.languages), split["test"],
-                       xquad=records[base.languages[0]])
+    # question (in any evaluation language, e.g. el/vi unseen in training) to its article.
+    test = xquad_r_test_set(data_dir, tuple(base.eval_languages or base.languages), split["test"],
+                            xquad=records[base.languages[0]])
     log.info("test set: %s", test.summary())
+    beir = load_beir_folders(beir_dirs)
     started = time.perf_counter()
-    results: dict = {"arms": {}, "split": split, "test_set": test.summary(),
+    results: dict = {"data": data_label or str(data_dir), "arms": {}, "split": split, "test_set": test.summary(),
+                     "beir": {name: {"folder": str(d.folder), "summary": d.summary()} for name, d in beir.items()},
                      "settings": {**base.to_dict(), "seeds": list(seeds)}}
     prefixes = dict(query_prefix=base.query_prefix, passage_prefix=base.passage_prefix)
     curves: dict[str, list[Path]] = {}
@@ -164,7 +252,8 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 seed_everything(seed)
                 model = BiEncoder.from_pretrained(base.model, pooling=base.pooling, normalize=base.similarity == "cos",
                                                   query_max_length=base.query_max_length,
-                                                  passage_max_length=base.passage_max_length)
+                                                  passage_max_length=base.passage_max_length,
+                                                  query_prefix="", passage_prefix="")  # evaluate_model prefixes
                 train_info = None
             else:
                 cfg = base.replace(sampler=arm, seed=seed, output_dir=str(work_dir / f"{arm}-seed{seed}"))
@@ -173,7 +262,8 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 model = trainer.model
                 train_info = {k: summary[k] for k in ("final_loss", "best_val_loss", "examples_per_s", "wall_s")}
                 curves.setdefault(arm, []).append(Path(cfg.output_dir) / "metrics.jsonl")
-            r = evaluate_model(model, test, **prefixes)
+            r = evaluate_model(model, test, **prefixes, desc=f"{arm} XQuAD-R")
+            r["beir"] = evaluate_beir_folders(model, beir, **prefixes, desc=f"{arm} BEIR")
             r["seed"] = seed
             if train_info:
                 r["train"] = train_info
@@ -183,36 +273,63 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
         results["arms"][arm] = summarize(per_seed)
     results["timing_s"] = time.perf_counter() - started
     if report_dir is not None:
-        report_dir = Path(report_dir)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        (report_dir / "tables.md").write_text(markdown_tables(results))
-        for arm, paths in curves.items():
-            plot_metrics(paths, report_dir / f"loss-{arm}.png", title=f"{arm}: train (per log window) and dev loss",
-                         labels=[p.parent.name for p in paths])
-        firsts = [paths[0] for paths in curves.values()]
-        if firsts:
-            plot_metrics(firsts, report_dir / "loss-all-arms.png", title="all arms, first seed",
-                         labels=[p.parent.name for p in firsts])
+        from .experiment_report import write_report
+
+        write_report(results, report_dir, curves, title=f"hybrid-fast experiment ({len(seeds)} seed(s), "
+                                                        f"{base.max_steps} steps)")
     return results
+
+
+def default_output(quick: bool) -> str:
+    """``runs/quick/results.json`` or ``runs/replication/results.json`` (relative to the CWD)."""
+    return f"runs/{'quick' if quick else 'replication'}/results.json"
 
 
 def main_from_args(args: argparse.Namespace) -> int:
     """``hybrid-fast experiment``: defaults < preset (``--quick`` or full) < ``--config`` < flags
-    (the merge of ``hybrid-fast train``, :func:`config_from_args`, with the preset as a layer)."""
+    (the merge of ``hybrid-fast train``, :func:`config_from_args`, with the preset as a layer).
+
+    Everything a run needs is checked before training starts (:func:`preflight`): optional
+    dependencies, the model, the data (explicit ``--data``, ``$HYBRID_FAST_DATA``, cache,
+    download, then the packaged sample: :func:`~hybrid_fast.data.sample.resolve_experiment_data`),
+    the BEIR folders and that the output can be written. The JSON, ``report.md`` and the plots
+    go next to ``--output`` (default :func:`default_output`), each written atomically."""
+    from ..data.sample import SAMPLE_LABEL, sample_beir_folder, sample_manifest
+    from ..eval.report import write_json
+    from .experiment_report import results_table
+    from ..preflight import check_beir_dirs, check_model, check_writable, require_modules
+
     preset = getattr(args, "preset", None) or ("quick" if args.quick else "small")
     base = config_from_args(args, preset=PRESETS[preset])
     seeds = args.seeds or PRESET_SEEDS[preset]
     arms = tuple(args.arms) if args.arms else ARMS
-    report_dir = args.report_dir or str(Path(args.output).parent)
-    results = run_experiment(base, data_dir=args.data, seeds=seeds, arms=arms, work_dir=args.work_dir,
-                             keep_models=args.keep_models, report_dir=report_dir)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=1))
-    print(markdown_tables(results))
-    print(f"wrote {args.output} ({results['timing_s']:.0f} s)")
+    output = Path(args.output or default_output(args.quick))
+    work_dir = Path(args.work_dir or output.parent)
+    require_modules("experiment", base.model)
+    check_writable(output, "--output")
+    check_writable(work_dir / ".probe", "--work-dir")
+    check_model(base.model, "--model")
+    from ..data.sample import resolve_experiment_data
+
+    languages = list(dict.fromkeys([*base.languages, *base.eval_languages]))  # training, then test-only
+    data_dir, data_label = resolve_experiment_data(args.data, languages, download=False if args.quick else None)
+    if args.beir is None:
+        beir_dirs = [sample_beir_folder()] + sorted(p for p in (Path(data_dir) / "beir").glob("*") if p.is_dir())
+        beir_dirs = list({p.resolve(): p for p in beir_dirs}.values())
+    else:
+        beir_dirs = [Path(p) for p in args.beir]
+    check_beir_dirs(beir_dirs, "--beir")
+    available = sample_manifest()["test_articles"] if data_label == SAMPLE_LABEL else None
+    report_dir = args.report_dir or str(output.parent)
+    results = run_experiment(base, data_dir=data_dir, seeds=seeds, arms=arms, work_dir=work_dir,
+                             keep_models=args.keep_models, report_dir=report_dir, beir_dirs=beir_dirs,
+                             test_articles_available=available, data_label=data_label)
+    write_json(results, output)
+    print(results_table(results))
+    print(f"wrote {output}, {Path(report_dir) / 'report.md'} and plots ({results['timing_s']:.0f} s; data: {data_label})")
     if not args.keep_models:
         for arm in TRAINED_ARMS:
             for seed in seeds:
-                for ckpt in (Path(args.work_dir) / f"{arm}-seed{seed}").glob("checkpoint-*"):
+                for ckpt in (work_dir / f"{arm}-seed{seed}").glob("checkpoint-*"):
                     shutil.rmtree(ckpt, ignore_errors=True)
     return 0

@@ -29,8 +29,9 @@ __device__ __forceinline__ uint64_t key_at(const float* srow, const int64_t* kro
     const float s = srow[j];
     if (s != s) return 0;  // NaN: the padding key, never returned as a candidate
     const int32_t b = __float_as_int(s == 0.f ? 0.f : s);  // -0 -> +0: equal scores tie on the id
-    const uint32_t ord = static_cast<uint32_t>(b >= 0 ? b : b ^ 0x7FFFFFFF) ^ 0x80000000u;
-    return (static_cast<uint64_t>(ord) << 32) | (0xFFFFFFFFull - static_cast<uint64_t>(id0 + j));
+    // The signed key of keys.py, ^ 2^63: the ordered high half gets its sign bit flipped.
+    const uint32_t ord = static_cast<uint32_t>(b >= 0 ? b : b ^ kTopkKeyOrderFlip) ^ 0x80000000u;
+    return (static_cast<uint64_t>(ord) << kTopkKeyIdBits) | (kTopkKeyIdMask - static_cast<uint64_t>(id0 + j));
   } else {
     return static_cast<uint64_t>(krow[j]) ^ kSign;
   }

@@ -2,9 +2,12 @@
 // backend of hybrid_fast.topk_search (glue: csrc/cuda/topk_select.cpp). No torch headers:
 // launchers take raw pointers and a cudaStream_t and return the launch's cudaError_t.
 //
-// Key (the same as kernels/triton/topk.py): key = ordered_int32(score) << 32 | (2^32 - 1 - id),
-// ordered_int32(b) = b >= 0 ? b : b ^ 0x7FFFFFFF on the fp32 bits b, so that signed integer
-// order is (score desc, id asc). INT64_MIN (kTopkPadKey) is padding; ids must be < 2^32 - 1.
+// Key: the format defined once in hybrid_fast/ops/_common/keys.py (also used by the Triton
+// kernel; tests/ops/test_topk_keys.py checks the constants below against it):
+// key = ordered_int32(score) << kTopkKeyIdBits | (kTopkKeyIdMask - id),
+// ordered_int32(b) = b >= 0 ? b : b ^ kTopkKeyOrderFlip on the fp32 bits b, so that signed
+// integer order is (score desc, id asc). INT64_MIN (kTopkPadKey) is padding; ids must be
+// < kTopkKeyIdMask.
 //
 // Algorithm, one thread block per row: radix select of the k-th largest key (8 passes of 8 bits
 // over the 64-bit key, 256-bin shared-memory histograms with warp-aggregated atomics; a pass
@@ -19,6 +22,9 @@
 namespace hybrid_fast::cuda {
 
 constexpr int64_t kTopkPadKey = INT64_MIN;
+constexpr int kTopkKeyIdBits = 32;
+constexpr uint64_t kTopkKeyIdMask = 0xFFFFFFFFull;
+constexpr int32_t kTopkKeyOrderFlip = 0x7FFFFFFF;
 // Rows with k up to this are sorted in shared memory (next_pow2(k) * 8 bytes <= 32 KiB).
 constexpr int64_t kTopkSortMax = 4096;
 // Exclude lists are staged in shared memory (E * 8 bytes <= 32 KiB).

@@ -23,9 +23,5 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
+def offline(offline_data_env):
     """No network and an empty download cache in every data test."""
-    monkeypatch.setenv("HYBRID_FAST_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HYBRID_FAST_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("HYBRID_FAST_DATA", raising=False)

@@ -166,6 +166,7 @@ def test_experiment_parses_xquad_once_and_trains_each_arm_as_a_standalone_traine
     import hybrid_fast.train.experiment as experiment
     from hybrid_fast.model import BiEncoder
     from hybrid_fast.train import TrainConfig, Trainer
+    from hybrid_fast.train.config import load_config_file
 
     records, parses = tiny_xquad(), []
 
@@ -187,7 +188,7 @@ def test_experiment_parses_xquad_once_and_trains_each_arm_as_a_standalone_traine
     for arm in experiment.TRAINED_ARMS:
         for seed in seeds:
             run = tmp_path / "runs" / f"{arm}-seed{seed}"
-            cfg = TrainConfig(**json.loads((run / "config.json").read_text()))
+            cfg = TrainConfig(**load_config_file(run / "config.json"))
             assert (cfg.sampler, cfg.seed) == (arm, seed)
             alone = tmp_path / "alone" / run.name
             Trainer(cfg.replace(output_dir=str(alone))).train(save_model=False)  # builds its own datasets

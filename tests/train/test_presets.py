@@ -20,6 +20,12 @@ def test_every_preset_is_a_valid_config(name, monkeypatch, tmp_path):
         return {"arms": {}, "timing_s": 0.0}
 
     monkeypatch.setattr(experiment, "run_experiment", fake_run)
+    # preflight needs no Hub model / converted model / full data for this check
+    import hybrid_fast.data.sample as sample
+    import hybrid_fast.preflight as preflight
+
+    monkeypatch.setattr(preflight, "check_model", lambda name, flag="--model": None)
+    monkeypatch.setattr(sample, "resolve_experiment_data", lambda data, languages, download=None: (str(tmp_path), "t"))
     experiment.main_from_args(build_parser().parse_args(["experiment", "--preset", name,
                                                          "--output", str(tmp_path / "r.json")]))
     cfg = seen["config"]

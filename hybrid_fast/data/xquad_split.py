@@ -1,0 +1,81 @@
+"""XQuAD split by article for training (:func:`build_datasets`) and the XQuAD-R test set of the
+held-out articles (:func:`xquad_r_test_set`): the data side of ``hybrid-fast train`` / ``experiment``.
+
+The settings come from a :class:`hybrid_fast.train.TrainConfig` (read as a plain object: its
+``data_dir``, ``languages``, ``dev_articles``, ``test_articles``, ``split_seed``). torch loads
+when a dataset is built (:class:`hybrid_fast.sampling.ParallelQADataset`), not at import.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..sampling import ParallelQADataset
+    from .lareqa import LareqaDataset
+
+
+def load_xquad(config) -> dict:
+    """Parse ``<data_dir>/xquad`` in ``config.languages``: ``{lang: [ParallelQA]}`` (file order)."""
+    from . import load_squad_parallel  # the package's name, so a stand-in set there is used
+
+    return load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
+
+
+def build_datasets(config, records: dict | None = None
+                   ) -> "tuple[ParallelQADataset, ParallelQADataset | None, dict[str, list[str]]]":
+    """Split XQuAD in ``config.languages`` by article.
+
+    ``records``: ``{lang: [ParallelQA]}`` already parsed by :func:`load_xquad` (holding at least
+    ``config.languages``); default: parsed here from ``config.data_dir``. The result depends only
+    on the records and ``languages``, ``dev_articles``, ``test_articles``, ``split_seed`` (no
+    global RNG is drawn), so one call can serve every run that shares those fields.
+
+    Returns ``(train, dev or None, split)``; ``split`` = ``{"train", "dev", "test"}`` article titles
+    (:func:`hybrid_fast.sampling.split_articles` with ``config.split_seed``). No test article is
+    in ``train`` or ``dev``.
+    """
+    from ..sampling import ParallelQADataset, split_articles
+
+    if records is None:
+        records = load_xquad(config)
+    titles = [r.article for r in records[config.languages[0]]]
+    split = split_articles(titles, config.dev_articles, config.test_articles, seed=config.split_seed)
+    train = ParallelQADataset(records, config.languages, articles=split["train"])
+    dev = ParallelQADataset(records, config.languages, articles=split["dev"]) if split["dev"] else None
+    return train, dev, split
+
+
+def xquad_r_test_set(data_dir: str | Path, languages, test_articles, *, xquad) -> "LareqaDataset":
+    """XQuAD-R in ``languages`` restricted to the questions of ``test_articles`` (XQuAD titles)
+    and the candidate sentences of their paragraphs (a :class:`LareqaDataset`).
+
+    ``xquad``: the XQuAD records (``[ParallelQA]``) of ``languages[0]``, already parsed (they map
+    question ids to titles).
+
+    Raises:
+        ValueError: a test question missing from XQuAD-R, or a paragraph assigned to no split.
+    """
+    from . import LareqaDataset, load_lareqa  # the package's names (stand-ins set there are used)
+
+    data_dir = Path(data_dir)
+    full = load_lareqa(data_dir / "xquad-r", languages)
+    article_of = {r.group_id: r.article for r in xquad}
+    missing = [q.qid for q in full.questions if q.qid not in article_of]
+    if missing:
+        raise ValueError(f"xquad-r: {len(missing)} question ids not in XQuAD (e.g. {missing[:3]})")
+    test = set(test_articles)
+    keep_q = [i for i, q in enumerate(full.questions) if article_of[q.qid] in test]
+    paragraph_split = {}
+    for i, q in enumerate(full.questions):
+        for c in full.relevant[i]:
+            cand = full.candidates[c]
+            paragraph_split.setdefault((cand.lang, cand.paragraph_index), set()).add(article_of[q.qid] in test)
+    unassigned = {(c.lang, c.paragraph_index) for c in full.candidates} - set(paragraph_split)
+    if unassigned or any(len(v) != 1 for v in paragraph_split.values()):
+        raise ValueError(f"xquad-r: {len(unassigned)} paragraphs without questions or paragraphs in two splits")
+    keep_c = [i for i, c in enumerate(full.candidates) if paragraph_split[(c.lang, c.paragraph_index)] == {True}]
+    new_index = {old: new for new, old in enumerate(keep_c)}
+    return LareqaDataset(languages=full.languages, questions=[full.questions[i] for i in keep_q],
+                         candidates=[full.candidates[i] for i in keep_c],
+                         relevant=[sorted(new_index[c] for c in full.relevant[i]) for i in keep_q])
