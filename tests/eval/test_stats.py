@@ -68,3 +68,27 @@ def test_seed_spread():
     s = seed_spread([0.2, 0.4, 0.6])
     assert s == {"mean": pytest.approx(0.4), "std": pytest.approx(0.2), "min": 0.2, "max": 0.6, "n": 3}
     assert seed_spread([0.5])["std"] == 0.0
+
+
+def test_compare_arms_known_case():
+    """hybrid = baseline + 0.1 on every XQuAD-R value and BEIR query: every CI is [0.1, 0.1]
+    (rank distance: -3), seeds of different counts pooled, folders as strata."""
+    from hybrid_fast.train.experiment import COMPARED, compare_arms
+
+    rng = np.random.default_rng(0)
+    qids = [f"q{i // 3}" for i in range(12)]  # 4 questions x 3 languages
+
+    def run(seed, shift, rd_shift):
+        xq = {m: (rng.random(12) * 0 + np.linspace(0, 1, 12) + shift).tolist() for m in COMPARED}
+        xq["rank_distance"] = (np.arange(12.0) + rd_shift).tolist()
+        return {"seed": seed, "xquad_r": {"qid": qids, "lang": ["en", "de", "zh"] * 4, **xq},
+                "beir": {"a": {"x": 0.5 + shift, "y": 0.2 + shift}, "b": {"z": 0.9 + shift}}}
+
+    per_query = {"zero-shot": [run(0, 0.0, 0.0)], "hybrid": [run(s, 0.1, -3.0) for s in range(3)]}
+    out = compare_arms(per_query, n_resamples=200)
+    assert list(out) == ["zero-shot"]
+    block = out["zero-shot"]
+    for metric in ("mono_map", "cross_map", "multi_map", "beir_ndcg@10:a", "beir_ndcg@10:b", "beir_ndcg@10:mean"):
+        assert (block[metric]["diff"], block[metric]["ci_low"], block[metric]["ci_high"]) == pytest.approx((0.1,) * 3)
+    assert block["rank_distance"]["diff"] == pytest.approx(-3.0) and block["rank_distance"]["significant"]
+    assert block["mono_map"]["n_queries"] == 12 and compare_arms({"x-y": per_query["zero-shot"]}) == {}
