@@ -22,7 +22,7 @@ SMALL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_len
              val_every=10, val_batches=2, save_every=0, log_every=2)
 QUICK = dict(SMALL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
 ME5 = dict(SMALL, model="me5-small-offline", languages=PAPER_TRAIN_LANGUAGES, eval_languages=XQUAD_R_LANGUAGES,
-           batch_size=32, max_steps=25, warmup_steps=3, lr=5e-5, query_max_length=32, passage_max_length=64,
+           batch_size=32, max_steps=20, warmup_steps=2, lr=5e-5, query_max_length=32, passage_max_length=64,
            val_every=5, val_batches=2, log_every=1)
 PAPER = dict(model="FacebookAI/xlm-roberta-base", languages=PAPER_TRAIN_LANGUAGES,
              eval_languages=XQUAD_R_LANGUAGES, batch_size=100, lr=3e-5, warmup_steps=500, max_steps=20000,
