@@ -8,7 +8,8 @@ roofline fractions is ``python -m hybrid_fast.benchmarks.infonce --full`` (bench
 import pytest
 import torch
 
-from hybrid_fast.benchmarks.infonce import PROVIDERS, DTYPES, loss_fn, setup, step
+from hybrid_fast.benchmarks.common import environment
+from hybrid_fast.benchmarks.infonce import DTYPES, FORCED_BF16_GEMM, PROVIDERS, bf16_path, loss_fn, setup, step
 
 
 @pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "naive"])
@@ -17,7 +18,11 @@ from hybrid_fast.benchmarks.infonce import PROVIDERS, DTYPES, loss_fn, setup, st
 def test_infonce_fwd_bwd(benchmark, provider, B, dtype):
     if provider == "linear_cross_entropy" and dtype == "bf16":
         pytest.skip("bf16 GEMM on a CPU without AVX512-BF16/AMX runs at ~0.5 GFLOP/s")
+    if provider in FORCED_BF16_GEMM and dtype != "bf16":
+        pytest.skip("bf16 inputs only (the hybrid_fast case runs this kernel)")
     q, p, y = setup(B, B, 768, DTYPES[dtype])
     fn = loss_fn(provider)
-    benchmark.extra_info.update(flops=3 * 2.0 * B * B * 768, threads=torch.get_num_threads())
-    benchmark.pedantic(step, args=(fn, q, p, y, "full"), rounds=3, warmup_rounds=1)
+    env = environment()
+    benchmark.extra_info.update(flops=3 * 2.0 * B * B * 768, threads=torch.get_num_threads(),
+                                bf16_units=env["bf16_units"], bf16_path=bf16_path(provider, DTYPES[dtype]))
+    benchmark.pedantic(step, args=(fn, q, p, y, "full", provider), rounds=3, warmup_rounds=1)

@@ -29,12 +29,12 @@ if ! HF_CUDA=AUTO pip install --no-build-isolation --no-deps -e . > build-gpu.lo
 fi
 python -c "import hybrid_fast as hf, json; print(json.dumps(hf.backends(), indent=1, default=str))"
 
-# Tests: the GPU suite, then the AOT check (no interpreter), then the interpreter suite in its
-# own process (it must import triton with TRITON_INTERPRET=1).
-step python -m pytest -m gpu tests/test_gpu.py -q -p no:cacheprovider -rfE
-step python -m pytest tests/test_triton_aot.py -q -p no:cacheprovider -s
-step python -m pytest tests/test_triton_interpreter.py -q -p no:cacheprovider
-step python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # memeff == our loss (interpreter)
+# Tests: the GPU suite of the ops, then the AOT check (no interpreter), then the interpreter tests
+# in their own process (TRITON_INTERPRET=1 from the start: tests/conftest.py imports triton so).
+step python -m pytest -m gpu tests/ops -q -p no:cacheprovider -rfE
+step python -m pytest tests/ops/test_triton_aot.py -q -p no:cacheprovider -s
+step env TRITON_INTERPRET=1 python -m pytest -m interpreter tests/ops -q -p no:cacheprovider
+step env TRITON_INTERPRET=1 python -m pytest tests/test_memeff_baseline.py -q -p no:cacheprovider  # memeff == our loss (interpreter)
 
 # Benchmarks
 mkdir -p benches/results

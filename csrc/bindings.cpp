@@ -3,6 +3,7 @@
 #include <torch/extension.h>
 
 #include "common/isa.h"
+#include "cpu/bf16_gemm.h"
 
 #ifndef HF_TORCH_VERSION
 #define HF_TORCH_VERSION "unknown"
@@ -32,6 +33,9 @@ PYBIND11_MODULE(_C, m) {
         "bf16 matrix units of this CPU: 'amx-bf16', 'avx512-bf16' or 'none' (capped like cpu_isa)");
   m.def("bf16_gemm_mode", [] { return hybrid_fast::bf16_gemm_mode(); },
         "HYBRID_FAST_BF16_GEMM as set: 'auto' (default), 'on' or 'off' (ValueError otherwise)");
+  m.def("bf16_gemm_engine",
+        [] { return std::string(hybrid_fast::cpu::bf16_microkernel_available() ? "onednn-brgemm" : "cpublas"); },
+        "what runs the bf16 GEMM tiles: oneDNN's brgemm micro-kernel via ATen, or ATen's cpublas GEMM");
   m.def("bf16_gemm", [] { return hybrid_fast::use_bf16_gemm(); },
         "whether bf16 inputs run as bf16 x bf16 -> fp32 GEMM tiles now (mode and bf16_units)");
 }

@@ -71,7 +71,8 @@ def build_info() -> dict:
         m = cpu.module
         # bf16_gemm: whether bf16 inputs run as bf16 GEMM tiles now (HYBRID_FAST_BF16_GEMM, bf16_units)
         info["cpu_module"] = dict(m.build_info(), isa_in_use=m.cpu_isa(), bf16_units=m.bf16_units(),
-                                  bf16_gemm_mode=m.bf16_gemm_mode(), bf16_gemm=m.bf16_gemm())
+                                  bf16_gemm_engine=m.bf16_gemm_engine(), bf16_gemm_mode=m.bf16_gemm_mode(),
+                                  bf16_gemm=m.bf16_gemm())
     else:
         info["cpu_module_error"] = cpu.error
     if cuda is not None:

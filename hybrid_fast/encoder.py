@@ -113,7 +113,7 @@ class Encoder(BiEncoder):
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = False,
     ) -> None:
-        check_encoder_settings(pooling, dtype, batch_size)  # before the (slow) load
+        check_encoder_settings(pooling, dtype, batch_size, pooling_from_folder=True)  # before the (slow) load
         model_path = resolve_model_name(model)
         # the weights file as it is when loaded: stat'ed before loading (see identity())
         weights = _weights_fingerprint(model_path)

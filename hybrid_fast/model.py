@@ -151,10 +151,11 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str = "mea
     return pooled
 
 
-def check_encoder_settings(pooling=None, dtype: str = "float32", batch_size: int = 1) -> None:
+def check_encoder_settings(pooling, dtype: str = "float32", batch_size: int = 1, *,
+                           pooling_from_folder: bool = False) -> None:
     """Raise ValueError naming the argument for a pooling/dtype/batch size no encoder supports
-    (``pooling=None`` = to be read from the model folder)."""
-    if pooling is not None and pooling not in POOLINGS:
+    (``pooling=None`` is accepted with ``pooling_from_folder``: read from the model folder)."""
+    if not (pooling is None and pooling_from_folder) and pooling not in POOLINGS:
         raise ValueError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: expected 'float32' or 'bfloat16', got {dtype!r}")
@@ -198,8 +199,6 @@ class BiEncoder(nn.Module):
                  passage_prefix: str = "", batch_size: int = 64, dtype: str = "float32",
                  show_progress: bool = False):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling: expected 'mean' or 'cls', got {pooling!r}")
         check_encoder_settings(pooling, dtype, batch_size)
         for name, value in (("query_max_length", query_max_length), ("passage_max_length", passage_max_length)):
             if not isinstance(value, int) or value < 1:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hybrid_fast as hf
-from test_infonce import make_inputs
+from oracle_utils import make_inputs
 
 
 def test_infonce_module_learnable_scale(seed):

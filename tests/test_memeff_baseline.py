@@ -26,9 +26,8 @@ import sys
 
 import pytest
 
-# Presence checks only: importing memeff (hence triton) here, at collection, would fix triton in
-# compiled mode for this process and skip tests/test_triton_interpreter.py, which must be the
-# first to import triton (with TRITON_INTERPRET=1).
+# Presence checks only: memeff runs in a subprocess (interpreter mode from its start); importing
+# it here is not needed.
 for _mod in ("memeff", "triton"):
     if importlib.util.find_spec(_mod) is None:
         pytest.skip(f"could not import {_mod!r}: not installed", allow_module_level=True)
@@ -42,7 +41,7 @@ import memeff, memeff.clip_qwen3_loss as Q, memeff.clip_loss as CL
 Q._validate_features = CL._validate_features = lambda x, y: None  # CUDA-only check
 torch.cuda.get_device_capability = lambda device=None: (9, 0)     # block tables: sm_90
 import hybrid_fast as hf
-from hybrid_fast.benchmarks.gpu import memeff_loss
+from hybrid_fast.benchmarks.infonce import memeff_loss
 torch.manual_seed(0)
 B, d, scale = 24, 32, 20.0  # memeff: d < 64 must be a power of two
 q = torch.nn.functional.normalize(torch.randn(B, d, dtype=torch.float64), dim=1)

@@ -1,4 +1,6 @@
 #include "common/isa.h"
+
+#include "cpu/bf16_gemm.h"
 #include <ATen/Version.h>
 #include <ATen/cpu/Utils.h>
 #include <c10/util/Exception.h>
@@ -75,7 +77,8 @@ bool use_bf16_gemm() {
   const std::string mode = bf16_gemm_mode();
   if (mode == "on") return true;
   if (mode == "off") return false;
-  return bf16_units() == Bf16Units::AMX_BF16;
+  const Bf16Units units = bf16_units();
+  return units == Bf16Units::AMX_BF16 || (units == Bf16Units::AVX512_BF16 && cpu::bf16_microkernel_available());
 }
 
 }  // namespace hybrid_fast

@@ -21,9 +21,11 @@ std::string bf16_units_name(Bf16Units units);  // "none" | "avx512-bf16" | "amx-
 // and gradient products, the top-k search's bf16 score tiles) instead of being upcast to fp32.
 // Environment variable HYBRID_FAST_BF16_GEMM, read at every call: "on" / "off" force either path
 // on any CPU (tests run both everywhere), "auto" (default, also when unset or empty) chooses
-// bf16_units() == AMX_BF16. AVX512-BF16 without AMX stays on the upcast path: the bf16 -> fp32
-// GEMM reachable through ATen (cpublas, MKL gemm_bf16bf16f32) ran no faster than fp32 sgemm on
-// AMD Zen 4 (docs: benches/RESULTS.md, "bf16 GEMM tiles"). Any other value: ValueError naming it.
+// AMX-BF16, and AVX512-BF16 where oneDNN's brgemm micro-kernel is reachable (csrc/cpu/bf16_gemm.h):
+// measured on AMD Zen 4 (avx512-bf16, no AMX) the tiles ran the fused loss 1.7x faster than the
+// upcast path, while ATen's other bf16 -> fp32 GEMM (cpublas: MKL gemm_bf16bf16f32) ran no
+// faster than fp32 sgemm there (benches/RESULTS.md, "bf16 GEMM tiles"). Any other value:
+// ValueError naming the variable.
 constexpr const char* kBf16GemmEnv = "HYBRID_FAST_BF16_GEMM";
 std::string bf16_gemm_mode();  // "auto" | "on" | "off" as set (validated)
 bool use_bf16_gemm();

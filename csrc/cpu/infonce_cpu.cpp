@@ -11,11 +11,13 @@
 // block are produced twice (log-sum-exp pass, then gradient pass): 4 products.
 // Low-precision inputs (bf16/fp16) are upcast to fp32 (p once, q one row block at a time);
 // accumulation is fp32 (fp64 for fp64 inputs). bf16 inputs where use_bf16_gemm() (csrc/common/isa.h:
-// AMX-BF16 CPUs, or forced by HYBRID_FAST_BF16_GEMM=on) skip the upcast: the three products run
-// as bf16 x bf16 -> fp32 GEMMs (csrc/cpu/bf16_gemm.h), S = q_blk pT_tile on a transposed bf16
-// copy of p, dq += G p_tile and dp_tile += G^T q_blk on the gradient tile G rounded to bf16
-// (the only extra rounding: relative 2^-9 per entry of G; the scores, the epilogue and the
-// float64 log-sum-exp are as on the upcast path).
+// CPUs with bf16 matrix units, or forced by HYBRID_FAST_BF16_GEMM=on) skip the upcast: the three
+// products run as bf16 x bf16 -> fp32 GEMMs (csrc/cpu/bf16_gemm.h) on p packed once per call
+// (twice: as the B of S = q_blk p_tile^T and of dq += G p_tile); dp is accumulated transposed,
+// dp_tile^T += q_blk^T G (G packed as B while rounded; no transposed copy of the tile), in a
+// (d, N) fp32 buffer. The gradient tile G is rounded to bf16 (the only extra rounding: relative
+// 2^-8 at most per entry of G; the scores, the epilogue and the float64 log-sum-exp are as on
+// the upcast path).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -45,8 +47,8 @@ at::ScalarType compute_type(at::ScalarType t) { return t == at::kDouble ? at::kD
 struct Problem {
   // p in the compute dtype (upcast once for bf16/fp16: O(N d)); q as given, upcast one row block
   // at a time, so low-precision inputs cost O(N d + row_block d) extra, not O((B + N) d).
-  // bf16 tiles: p stays bf16 and pT = p^T (d, N) bf16 serves the score products.
-  at::Tensor q, p, pT;
+  // bf16 tiles: p stays bf16 (packed for the micro-kernel in run_infonce).
+  at::Tensor q, p;
   at::ScalarType compute;
   bool bf16_tiles;
   const int64_t* labels;
@@ -81,7 +83,6 @@ Problem make_problem(const at::Tensor& q, const at::Tensor& p, const at::Tensor&
   pr.compute = ct;
   pr.bf16_tiles = q.scalar_type() == at::kBFloat16 && use_bf16_gemm();
   pr.p = pr.bf16_tiles ? p.contiguous() : p.to(ct).contiguous();
-  if (pr.bf16_tiles) pr.pT = p.t().contiguous();
   pr.labels = labels.data_ptr<int64_t>();
   pr.q_groups = q_groups ? q_groups->data_ptr<int64_t>() : nullptr;
   pr.p_groups = p_groups ? p_groups->data_ptr<int64_t>() : nullptr;
@@ -136,9 +137,15 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
   const bool q_upcast = pr.q.scalar_type() != pr.compute;  // dq accumulates in a compute-dtype block
   const bool bf16 = pr.bf16_tiles;
   at::Tensor tile_buf = at::empty({Bt * Nt}, copts);
-  // bf16 tiles: the gradient tile rounded to bf16, as stored (G) and transposed (G^T, for dp).
+  // bf16 tiles: the gradient tile rounded to bf16 (A of dq += G p_tile); each column tile of p
+  // packed as the B operand of its score product and of its dq product.
   at::Tensor g_buf = (bf16 && req.grad) ? at::empty({Bt * Nt}, pr.p.options()) : at::Tensor();
-  at::Tensor gt_buf = (bf16 && req.grad) ? at::empty({Bt * Nt}, pr.p.options()) : at::Tensor();
+  std::vector<PackedB> p_scores, p_grad;
+  for (int64_t c0 = 0; bf16 && c0 < N; c0 += Nt) {
+    const at::Tensor tile = pr.p.narrow(0, c0, std::min(Nt, N - c0));
+    p_scores.push_back(pack_b(tile, /*transposed=*/true));
+    if (req.grad) p_grad.push_back(pack_b(tile, /*transposed=*/false));
+  }
   // dq of one row block is complete once its column tiles are done: accumulate it in the compute
   // dtype here and store it into the (input dtype) output per block.
   at::Tensor dq_block = (req.grad && q_upcast) ? at::empty({Bt, pr.d}, copts) : at::Tensor();
@@ -154,11 +161,12 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     at::Tensor dq_rows = req.grad ? (q_upcast ? dq_block.narrow(0, 0, rb) : out.dq.narrow(0, r0, rb))
                                         : at::Tensor();
     std::fill(dsum.begin(), dsum.end(), 0.0);
+    const at::Tensor qbT = (bf16 && req.grad) ? qb.t().contiguous() : at::Tensor();  // A of dp^T += q^T G
 
     // Scores of rows [r0, r0+rb) x columns [c0, c0+nc), masked; captures raw positive scores.
     auto score_tile = [&](int64_t c0, int64_t nc) {
       at::Tensor S = tile_buf.narrow(0, 0, rb * nc).view({rb, nc});
-      if (bf16) gemm_bf16_f32(qb, pr.pT.narrow(1, c0, nc), S, /*accumulate=*/false);
+      if (bf16) gemm_bf16_f32(qb, p_scores[c0 / Nt], S, /*accumulate=*/false);
       else at::mm_out(S, qb, pr.p.narrow(0, c0, nc).t());
       return S;
     };
@@ -182,11 +190,10 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
     // zero-fill pass over (B+N) x d), later ones accumulate.
     auto apply_grad_tile = [&](const at::Tensor& G, int64_t c0, int64_t nc) {
       at::Tensor dp_rows = out.dp.narrow(0, c0, nc);
-      if (bf16) {
+      if (bf16) {  // out.dp is a (N, d) view of a (d, N) buffer: dp_rows.t() is row-major
         at::Tensor Gb = g_buf.narrow(0, 0, rb * nc).view({rb, nc}).copy_(G);
-        at::Tensor GbT = gt_buf.narrow(0, 0, rb * nc).view({nc, rb}).copy_(G.t());
-        gemm_bf16_f32(Gb, pr.p.narrow(0, c0, nc), dq_rows, /*accumulate=*/c0 != 0);
-        gemm_bf16_f32(GbT, qb, dp_rows, /*accumulate=*/r0 != 0);
+        gemm_bf16_f32(Gb, p_grad[c0 / Nt], dq_rows, /*accumulate=*/c0 != 0);
+        gemm_bf16_f32(qbT, pack_b(G, /*transposed=*/false), dp_rows.t(), /*accumulate=*/r0 != 0);
         return;
       }
       if (c0 == 0) at::mm_out(dq_rows, G, pr.p.narrow(0, c0, nc));
@@ -236,6 +243,13 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
   }
 }
 
+// dp in the compute dtype, (N, d); bf16 tiles accumulate dp^T, so there it is a transposed view
+// of a (d, N) buffer (grad_outputs returns it contiguous).
+at::Tensor dp_accumulator(const Problem& pr) {
+  if (pr.bf16_tiles) return at::empty({pr.d, pr.N}, pr.compute_options()).t();
+  return at::empty({pr.N, pr.d}, pr.compute_options());
+}
+
 template <typename F>
 void dispatch_compute_type(at::ScalarType ct, F&& f) {
   if (ct == at::kDouble) f(double{});
@@ -263,7 +277,7 @@ std::tuple<at::Tensor, at::Tensor> infonce_fwd_cpu(const at::Tensor& q, const at
 std::tuple<at::Tensor, at::Tensor, at::Tensor> grad_outputs(const Problem& pr, const at::Tensor& q,
                                                             const at::Tensor& p, double dscale,
                                                             const at::Tensor& dq, const at::Tensor& dp) {
-  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()), at::scalar_tensor(dscale, pr.compute_options())};
+  return {dq.to(q.scalar_type()), dp.to(p.scalar_type()).contiguous(), at::scalar_tensor(dscale, pr.compute_options())};
 }
 
 // infonce_bwd -> (dq, dp, dscale) for upstream gradients of loss_rows (and optionally lse).
@@ -281,7 +295,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> infonce_bwd_cpu(
   at::Tensor a = grad_lse ? (b + grad_lse->to(opts)).contiguous() : b;
   at::Tensor lse_c = lse.to(at::kDouble).contiguous();
   at::Tensor pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = at::empty({pr.N, pr.d}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = dp_accumulator(pr);
   double dscale = 0;
   dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);
@@ -306,7 +320,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> infonce_f
                  row_weights.numel());
   at::Tensor w = row_weights.to(opts).contiguous();
   at::Tensor lse = at::empty({pr.B}, opts.dtype(at::kDouble)), pos = at::empty({pr.B}, opts);
-  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = at::empty({pr.N, pr.d}, opts);
+  at::Tensor dq = at::empty({pr.B, pr.d}, q.options()), dp = dp_accumulator(pr);
   double dscale = 0;
   dispatch_compute_type(pr.compute, [&](auto zero) {
     using T = decltype(zero);

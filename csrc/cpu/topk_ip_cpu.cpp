@@ -21,8 +21,9 @@
 // bf16 queries and corpus where use_bf16_gemm() (csrc/common/isa.h: AMX-BF16 CPUs, or forced by
 // HYBRID_FAST_BF16_GEMM=on): the at::mm path instead multiplies the bf16 rows as they are,
 // S_tile = Q_blk . tile^T as a bf16 x bf16 -> fp32 GEMM (csrc/cpu/bf16_gemm.h) on the tile
-// transposed into a thread-local (d x Nt) bf16 buffer; the products are exact in fp32, so the
-// scores equal those of the fp32 path on the same bf16 values up to fp32 summation order.
+// packed for the micro-kernel per task (O(Nt d), against the product's O(Qt Nt d), Qt > 32); the
+// products are exact in fp32, so the scores equal those of the fp32 path on the same bf16 values
+// up to fp32 summation order.
 //
 // Memory: per task Qt x topk_capacity(k) handler entries + Qt x Nt scores (+ Nt x d fp32 conversion
 // buffer for bf16/fp16 corpora on the at::mm path); never Q x N. Flops 2 Q N d; bytes streamed N d sizeof(corpus)
@@ -83,7 +84,7 @@ Plan make_plan(int64_t Q, int64_t N, int64_t k, int64_t tile_q, int64_t tile_n, 
   // Score tile of about kScoreTileElems (1 MiB fp32), at least 256 columns so at::mm calls stay
   // large; few queries get long tiles. Auto widths are multiples of 64 columns: on a 500-query
   // block MKL ran 0-16% slower at the former 262 columns than at 256, while 256 / 512 / 1024
-  // were within run-to-run noise of each other (benches/topk_tile_widths.py, 4 runs); the
+  // were within run-to-run noise of each other (hybrid_fast.benchmarks.topk --tile-widths, 4 runs); the
   // filter reads the tile once, from L2/L3.
   p.Nt = std::min(N, tile_n > 0 ? tile_n : std::clamp<int64_t>(kScoreTileElems / p.Qt / 64 * 64, kMinTileN, kMaxTileN));
   const int64_t nqb = ceil_div(Q, p.Qt);
@@ -165,7 +166,6 @@ void run_topk(const at::Tensor& q, const at::Tensor& q_bf16, const at::Tensor& c
       if (!w.scores.defined()) {
         w.scores = at::empty({Qt * Nt}, q.options());
         if (convert) w.tile_buf = at::empty({Nt, d}, q.options());
-        if (bf16_tiles) w.tile_buf = at::empty({d * Nt}, corpus.options());  // tile^T
         w.pos.resize(static_cast<size_t>(Nt));
         if (use_dot) w.dot_scratch.resize(static_cast<size_t>(dot_scratch_floats(d)));
         w.hs.resize(static_cast<size_t>(Qt * cap));
@@ -187,9 +187,8 @@ void run_topk(const at::Tensor& q, const at::Tensor& q_bf16, const at::Tensor& c
             if (use_dot) dot_tile(q.data_ptr<float>() + q0 * d, qb, c0, nc, hi, sp, w.dot_scratch.data());
           }
           if (bf16_tiles) {
-            at::Tensor tile_t = w.tile_buf.narrow(0, 0, d * nc).view({d, nc}).copy_(corpus.narrow(0, c0, nc).t());
-            gemm_bf16_f32(q_bf16.narrow(0, q0, qb), tile_t, w.scores.narrow(0, 0, qb * nc).view({qb, nc}),
-                          /*accumulate=*/false);
+            gemm_bf16_f32(q_bf16.narrow(0, q0, qb), pack_b(corpus.narrow(0, c0, nc), /*transposed=*/true),
+                          w.scores.narrow(0, 0, qb * nc).view({qb, nc}), /*accumulate=*/false);
           } else if (!use_dot) {
             at::Tensor tile = corpus.narrow(0, c0, nc);
             if (convert) tile = w.tile_buf.narrow(0, 0, nc).copy_(tile);

@@ -1,4 +1,5 @@
-"""Shared benchmark harness: environment description, timing, matmul ceiling, peak memory.
+"""The one benchmark harness of every op (CPU and GPU): environment description, timing (CPU wall
+clock; CUDA events on a device), matmul ceilings, copy bandwidth, peak memory, result tables.
 
 Timing rule: warm-up call(s), then ``repeats`` timed calls; we report the median. Ratios are
 only meaningful between providers measured in the same run.
@@ -13,10 +14,13 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+BF16_GEMM_ENV = "HYBRID_FAST_BF16_GEMM"  # csrc/common/isa.h
 
 
 def git_sha() -> str:
@@ -43,16 +47,38 @@ def environment() -> dict:
     import hybrid_fast
 
     build = hybrid_fast.backends()["build"]
+    cpu_module = build.get("cpu_module") or {}
     return {
         "machine": cpu_model(),
         "device": "cuda:" + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "hybrid_fast_isa": (build.get("cpu_module") or {}).get("isa_in_use"),
+        "hybrid_fast_isa": cpu_module.get("isa_in_use"),
+        # bf16 matrix units and the HYBRID_FAST_BF16_GEMM setting "auto" resolves against
+        "bf16_units": cpu_module.get("bf16_units"),
+        "bf16_gemm_mode": cpu_module.get("bf16_gemm_mode"),
         "python": platform.python_version(),
         "git_sha": git_sha(),
     }
+
+
+@contextmanager
+def bf16_gemm_forced(mode: str | None):
+    """HYBRID_FAST_BF16_GEMM set to ``mode`` ("on" | "off"; None: as it is) inside the block: the
+    compiled kernels read it at every call, so two providers can run both paths in one run."""
+    if mode is None:
+        yield
+        return
+    old = os.environ.get(BF16_GEMM_ENV)
+    os.environ[BF16_GEMM_ENV] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ[BF16_GEMM_ENV]
+        else:
+            os.environ[BF16_GEMM_ENV] = old
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
@@ -121,6 +147,63 @@ def run_in_fresh_process(module: str, payload: dict, timeout: float = 3600) -> d
     if out.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({module} {payload}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- CUDA timing
+def cuda_median_seconds(fn, repeats=5, warmup=2):
+    """Median seconds of ``fn`` on the current CUDA device (CUDA events around each call)."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(repeats):
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def cuda_mm_rate(M, N, K):
+    """Measured bf16 torch.mm rate (FLOP/s) on the device: the tensor-core roofline."""
+    a = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)
+    t = cuda_median_seconds(lambda: a @ b.T)
+    return 2 * M * N * K / t
+
+
+def cuda_copy_bandwidth(nbytes=4 << 30):
+    """Device-to-device copy bandwidth (bytes read + written per second)."""
+    x = torch.empty(nbytes // 2, dtype=torch.bfloat16, device="cuda")
+    y = torch.empty_like(x)
+    t = cuda_median_seconds(lambda: y.copy_(x))
+    return 2 * nbytes / t
+
+
+def failure_cell(exc: BaseException) -> str:
+    """A table cell for a provider that raised (the first line of the error)."""
+    print(f"provider failed: {type(exc).__name__}: {exc}", flush=True)
+    torch.cuda.empty_cache()
+    return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+
+
+def gpu_table(rows):
+    """Markdown table of the GPU rows of both ops (loss and top-k), failures and skips included."""
+    lines = ["| bench | provider | shape | seconds | TFLOP/s | % roofline | extra |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = (f"B=N={r['B']} d={r['d']}" if r["bench"].startswith("loss")
+                 else f"Q={r['Q']} N={r['N']} d={r['d']} k={r['k']}")
+        if "seconds" not in r:
+            lines.append(f"| {r['bench']} | {r['provider']} | {shape} | {r.get('status')} | | | |")
+            continue
+        extra = (f"peak mem {r['peak_mem_gib']:.2f} GiB" if "peak_mem_gib" in r else "")
+        if "gbps" in r:
+            extra = f"{r['gbps']:.0f} GB/s ({r['pct_copy_bw']:.0f}% of copy)"
+        lines.append(f"| {r['bench']} | {r['provider']} | {shape} | {r['seconds']:.4f} | {r['tflops']:.1f} | "
+                     f"{r['pct_roofline']:.0f}% | {extra} |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:

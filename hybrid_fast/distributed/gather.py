@@ -32,7 +32,8 @@ _NO_SINGLE_TENSOR: set[str] = set()
 # Tests set this to exercise the list all_gather / all_reduce fallback on a backend that has both.
 FORCE_FALLBACK = False
 
-_DTYPE_CODES = {torch.float32: 1, torch.float64: 2, torch.bfloat16: 3, torch.float16: 4, torch.int64: 5}
+DTYPE_CODES = {  # dtypes as int64 codes for metadata all-gathers
+    torch.float32: 1, torch.float64: 2, torch.bfloat16: 3, torch.float16: 4, torch.int64: 5}
 
 
 def _collective(name_new: str, name_old: str):
@@ -48,9 +49,20 @@ def _unsupported(err: Exception) -> bool:
     return "not support" in msg or "unsupported" in msg or "not implemented" in msg
 
 
+def _comm_device(t: torch.Tensor, group) -> torch.device:
+    """Where a collective on ``t`` runs: NCCL moves only CUDA tensors, so CPU bookkeeping
+    tensors (sizes, search partials) go through the current CUDA device there."""
+    if t.device.type == "cpu" and dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return t.device
+
+
 def all_gather_blocks(block: torch.Tensor, group=None) -> torch.Tensor:
     """All-gather one equal-shaped ``block`` (at least 1-D) per rank into a ``(W, *block.shape)``
-    tensor (no grad)."""
+    tensor on ``block``'s device (no grad)."""
+    device = _comm_device(block, group)
+    if device != block.device:
+        return all_gather_blocks(block.to(device), group).to(block.device)
     W = dist.get_world_size(group)
     block = block.contiguous()
     out = block.new_empty((W,) + tuple(block.shape))
@@ -69,6 +81,9 @@ def all_gather_blocks(block: torch.Tensor, group=None) -> torch.Tensor:
 
 def reduce_scatter_blocks(blocks: torch.Tensor, group=None) -> torch.Tensor:
     """Sum ``blocks`` ``(W, ...)`` over ranks and return this rank's block (no grad)."""
+    device = _comm_device(blocks, group)
+    if device != blocks.device:
+        return reduce_scatter_blocks(blocks.to(device), group).to(blocks.device)
     blocks = blocks.contiguous()
     rank = dist.get_rank(group)
     if _use_single_tensor(group):
@@ -164,7 +179,7 @@ def cross_rank_candidates(q, p, labels, q_groups, p_groups, *, scale, symmetric:
     B, N, d = q.shape[0], p.shape[0], q.shape[1]
     has_groups = p_groups is not None
     needs_grad = torch.is_grad_enabled() and (p.requires_grad or (symmetric and q.requires_grad))
-    meta = torch.tensor([B, N, d, _DTYPE_CODES[q.dtype], int(has_groups), int(symmetric), int(needs_grad),
+    meta = torch.tensor([B, N, d, DTYPE_CODES[q.dtype], int(has_groups), int(symmetric), int(needs_grad),
                          _float_bits(scale.detach())], dtype=torch.int64, device=q.device)
     meta_all = all_gather_blocks(meta, group).cpu()
     for col, what in ((2, "feature dim d"), (3, "dtype"), (4, "presence of group ids (q_groups/p_groups)"),

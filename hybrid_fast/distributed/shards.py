@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .gather import all_gather_blocks, pad_rows
+from .gather import DTYPE_CODES, all_gather_blocks, pad_rows
 
 
 def world(process_group=None) -> tuple[int, int]:
@@ -44,7 +44,7 @@ def all_gather_varlen(rows: torch.Tensor | None, process_group=None, *, row_shap
         if rows is None:
             return torch.empty((0,) + tuple(row_shape), dtype=dtype or torch.float32)
         return rows
-    codes = {torch.float32: 1, torch.float64: 2, torch.bfloat16: 3, torch.float16: 4, torch.int64: 5}
+    codes = DTYPE_CODES
     inv = {v: k for k, v in codes.items()}
     shape = tuple(rows.shape[1:]) if rows is not None else tuple(row_shape)
     if len(shape) > 6:

@@ -38,6 +38,8 @@ def _add_encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bf16", action="store_true", help="encode under bfloat16 autocast")
     parser.add_argument("--cache-dir", default=None, help="embedding cache folder (default: none)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--dist-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="under torchrun: how long a collective may wait for another rank before failing")
 
 
 def _build_encoder(args: argparse.Namespace):
@@ -58,16 +60,18 @@ def _build_encoder(args: argparse.Namespace):
     )
 
 
-def _config(args: argparse.Namespace, encoder) -> dict:
+def _config(args: argparse.Namespace, encoder, ctx=None) -> dict:
     """The flags as given, plus ``encoder``: the settings the encoder resolved (pooling and
     normalisation from the model's biencoder_config.json when not given, weights, max_length),
-    when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`)."""
+    when it reports them (``identity()``, optional in :class:`~.protocol.TextEncoder`), and the
+    ``world_size`` of the run (ranks that encoded and searched a shard each)."""
     flags = {k: v for k, v in vars(args).items() if k != "func" and not callable(v)}
     for name in ("query_prefix", "passage_prefix"):  # None = the folder's: record what was used
         if flags.get(name) is None and isinstance(getattr(encoder, name, None), str):
             flags[name] = getattr(encoder, name)
     identity = getattr(encoder, "identity", None)
-    return {**flags, **({"encoder": identity()} if callable(identity) else {})}
+    return {**flags, **({"encoder": identity()} if callable(identity) else {}),
+            "world_size": ctx.world_size if ctx is not None else 1}
 
 
 def _reporting_user_errors(command):
@@ -92,7 +96,38 @@ def _reporting_user_errors(command):
     return run
 
 
-def run_xquad_r(args: argparse.Namespace) -> int:
+def _per_rank(command):
+    """Run ``command(args, ctx)`` on every rank under ``torchrun`` (``WORLD_SIZE`` > 1: the
+    process group comes from :func:`hybrid_fast.distributed.init_distributed`, each rank encodes
+    one shard, the search is sharded, rank 0 reports), or once with the single-process context."""
+
+    def run(args: argparse.Namespace) -> int:
+        from ..distributed.runtime import init_distributed, shutdown_distributed
+
+        ctx = init_distributed(timeout_s=args.dist_timeout)
+        try:
+            if ctx.enabled and args.device is None and ctx.device.type == "cuda":
+                args.device = str(ctx.device)  # one GPU per rank, not all on cuda:0
+            return command(args, ctx)
+        finally:
+            shutdown_distributed()
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    return run
+
+
+def _sharding(ctx) -> dict:
+    """The evaluators' keywords for this context: sharded under torchrun, plain otherwise."""
+    return {"distributed": True, "process_group": ctx.group} if ctx.enabled else {}
+
+
+def _say(ctx, message: str) -> None:
+    if ctx.is_main:
+        print(message, file=sys.stderr)
+
+
+def run_xquad_r(args: argparse.Namespace, ctx) -> int:
     """Evaluate on XQuAD-R (or another LAReQA folder); print tables, write JSON/PNG. Returns 0."""
     from ..data.lareqa import load_lareqa
     from . import report
@@ -100,10 +135,12 @@ def run_xquad_r(args: argparse.Namespace) -> int:
 
     languages = [s.strip() for s in args.languages.split(",") if s.strip()] if args.languages else None
     dataset = load_lareqa(args.data, languages, name=args.dataset_name)
-    print(f"{args.dataset_name}: {dataset.summary()}", file=sys.stderr)
+    _say(ctx, f"{args.dataset_name}: {dataset.summary()}")
     encoder = _build_encoder(args)
-    result = evaluate_lareqa(encoder, dataset, candidate_context=args.candidate_context)
-    result["config"] = _config(args, encoder)
+    result = evaluate_lareqa(encoder, dataset, candidate_context=args.candidate_context, **_sharding(ctx))
+    if result is None:  # another rank reports
+        return 0
+    result["config"] = _config(args, encoder, ctx)
     print(report.lareqa_table(result, title=args.dataset_name))
     print(report.cross_matrix_table(result))
     if args.output:
@@ -114,7 +151,7 @@ def run_xquad_r(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_beir(args: argparse.Namespace) -> int:
+def run_beir(args: argparse.Namespace, ctx) -> int:
     """Evaluate on a BEIR-format folder; print the table, write JSON. Returns 0."""
     from ..data.beir import load_beir
     from . import report
@@ -122,10 +159,13 @@ def run_beir(args: argparse.Namespace) -> int:
 
     k_values = [int(k) for k in args.k_values.split(",")] if args.k_values else [10, 100]
     dataset = load_beir(args.data, name=args.name, split=args.split, strict=args.strict)
-    print(f"BEIR {dataset.folder}: {dataset.summary()}", file=sys.stderr)
+    _say(ctx, f"BEIR {dataset.folder}: {dataset.summary()}")
     encoder = _build_encoder(args)
-    result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids)
-    result["config"] = _config(args, encoder)
+    result = evaluate_beir(encoder, dataset, k_values=k_values, ignore_identical_ids=args.ignore_identical_ids,
+                           **_sharding(ctx))
+    if result is None:  # another rank reports
+        return 0
+    result["config"] = _config(args, encoder, ctx)
     print(report.beir_table(result, title=f"BEIR {args.name or Path(dataset.folder).name}"))
     if args.output:
         print(f"wrote {report.write_json(result, args.output)}", file=sys.stderr)
@@ -143,7 +183,7 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
                        help="encode a candidate sentence alone or with its paragraph as second segment")
     xquad.add_argument("--dataset-name", default="xquad-r", help="name for resolution/titles (mlqa-r: pass --data)")
     xquad.add_argument("--heatmap", default=None, help="PNG path (default: --output with .png)")
-    xquad.set_defaults(func=_reporting_user_errors(run_xquad_r))
+    xquad.set_defaults(func=_reporting_user_errors(_per_rank(run_xquad_r)))
 
     beir = targets.add_parser("beir", help="BEIR-format folder: nDCG@10, Recall@100, MRR@10, MAP")
     _add_encoder_arguments(beir)
@@ -155,7 +195,7 @@ def add_eval_subcommands(eval_parser: argparse.ArgumentParser) -> None:
     beir.add_argument("--k-values", default=None, help="comma-separated cut-offs (10 and 100 always included)")
     beir.add_argument("--ignore-identical-ids", action="store_true",
                       help="drop a retrieved document whose id equals the query id")
-    beir.set_defaults(func=_reporting_user_errors(run_beir))
+    beir.set_defaults(func=_reporting_user_errors(_per_rank(run_beir)))
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from .config import add_config_arguments, config_from_args
@@ -20,11 +21,14 @@ from .experiment import ARMS
 def run_train(args: argparse.Namespace) -> int:
     """Train; under torchrun (``WORLD_SIZE`` > 1) every rank joins the process group first and
     the trainer runs DDP (``--batch-size`` is the global batch); rank 0 prints the summary."""
-    from ..preflight import check_model, require_modules
+    from pathlib import Path
+
+    from ..preflight import check_model, check_writable, require_modules
 
     cfg = config_from_args(args)
     require_modules("train", cfg.model)
     check_model(cfg.model, "--model")
+    check_writable(Path(cfg.output_dir) / "config.json", "--output-dir")
     from ..distributed.runtime import init_distributed, shutdown_distributed
     from .trainer import Trainer
 

@@ -33,6 +33,7 @@ from .._atomic import write_text_atomic
 from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
 from ..eval.report import plot_metrics
 from .config import TrainConfig, config_from_args
+from .experiment_report import markdown_tables  # noqa: F401  (public here too)
 from .presets import PRESET_SEEDS, PRESETS
 from .trainer import Trainer, seed_everything
 
@@ -234,24 +235,6 @@ def summarize(per_seed: list[dict]) -> dict:
     if per_seed and per_seed[0].get("beir"):
         out["beir"] = summarize_beir(per_seed)
     return out
-
-
-def markdown_tables(results: dict) -> str:
-    """The report tables (mean +- std over seeds) from :func:`run_experiment`'s dict."""
-    arms = results["arms"]
-    lines = ["| Model | Mono mAP | Cross mAP | Multi mAP | Mono nDCG@10 | Rank distance (lower is better) |",
-             "|---|---|---|---|---|---|"]
-    for arm, v in arms.items():
-        cell = lambda s, m: f"{v[s][m]:.3f} ± {v[s][m + '_std']:.3f}"  # noqa: E731
-        lines.append(f"| {arm} | {cell('mono', 'map')} | {cell('cross', 'map')} | {cell('multi', 'map')} | "
-                     f"{cell('mono', 'ndcg@10')} | {v['rank_distance']:.1f} ± {v['rank_distance_std']:.1f} |")
-    lines += ["", "Per seed (mono / cross / multi mAP, rank distance):", "",
-              "| Model | Seed | Mono | Cross | Multi | Mono nDCG@10 | Rank distance |", "|---|---|---|---|---|---|---|"]
-    for arm, v in arms.items():
-        for r in v["per_seed"]:
-            lines.append(f"| {arm} | {r['seed']} | {r['mono_map']:.3f} | {r['cross_map']:.3f} | {r['multi_map']:.3f} | "
-                         f"{r['mono_ndcg@10']:.3f} | {r['rank_distance']:.1f} |")
-    return "\n".join(lines) + "\n"
 
 
 def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS, work_dir: str | Path = "runs/replication",

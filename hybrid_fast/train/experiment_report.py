@@ -14,6 +14,24 @@ from .._atomic import write_text_atomic
 HEADLINE = (("mono", "map", "Mono mAP"), ("cross", "map", "Cross mAP"), ("multi", "map", "Multi mAP"))
 
 
+def markdown_tables(results: dict) -> str:
+    """The report tables (mean +- std over seeds) from :func:`run_experiment`'s dict."""
+    arms = results["arms"]
+    lines = ["| Model | Mono mAP | Cross mAP | Multi mAP | Mono nDCG@10 | Rank distance (lower is better) |",
+             "|---|---|---|---|---|---|"]
+    for arm, v in arms.items():
+        cell = lambda s, m: f"{v[s][m]:.3f} ± {v[s][m + '_std']:.3f}"  # noqa: E731
+        lines.append(f"| {arm} | {cell('mono', 'map')} | {cell('cross', 'map')} | {cell('multi', 'map')} | "
+                     f"{cell('mono', 'ndcg@10')} | {v['rank_distance']:.1f} ± {v['rank_distance_std']:.1f} |")
+    lines += ["", "Per seed (mono / cross / multi mAP, rank distance):", "",
+              "| Model | Seed | Mono | Cross | Multi | Mono nDCG@10 | Rank distance |", "|---|---|---|---|---|---|---|"]
+    for arm, v in arms.items():
+        for r in v["per_seed"]:
+            lines.append(f"| {arm} | {r['seed']} | {r['mono_map']:.3f} | {r['cross_map']:.3f} | {r['multi_map']:.3f} | "
+                         f"{r['mono_ndcg@10']:.3f} | {r['rank_distance']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def _beir_ndcg(arm: dict) -> float | None:
     return arm["beir"]["mean"]["ndcg@10"] if arm.get("beir") else None
 
@@ -109,7 +127,6 @@ def bar_chart(results: dict, path: str | Path) -> Path | None:
 def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str) -> Path:
     """Plots and ``report.md`` into ``report_dir``; returns the report's path."""
     from ..eval.report import cross_matrix_heatmap, plot_metrics
-    from .experiment import markdown_tables
 
     report_dir = Path(report_dir)
     plots: list[tuple[str, Path | None]] = [("Headline metrics per arm", bar_chart(results, report_dir / "metrics.png"))]

@@ -108,9 +108,39 @@ class SlicedLossTrainer:
         return Sliced(cfg, **kwargs)
 
 
+COUNTS = {"row_gathers": 0, "reduce_scatters": 0, "ddp_buckets": 0}  # per process (rank)
+
+
+def count_communication(trainer) -> None:
+    """Count, in this process, the loss's all-gathers of embedding rows (floating blocks; the
+    metadata and group-id gathers are integer), its reduce-scatters, and DDP's bucket all-reduces."""
+    import hybrid_fast.distributed.gather as gather
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    if not getattr(gather, "_counted", False):
+        gather_blocks, scatter_blocks = gather.all_gather_blocks, gather.reduce_scatter_blocks
+
+        def counted_gather(block, group=None):
+            COUNTS["row_gathers"] += int(block.is_floating_point())
+            return gather_blocks(block, group)
+
+        def counted_scatter(blocks, group=None):
+            COUNTS["reduce_scatters"] += 1
+            return scatter_blocks(blocks, group)
+
+        gather.all_gather_blocks, gather.reduce_scatter_blocks, gather._counted = counted_gather, counted_scatter, True
+
+    def counted_allreduce(state, bucket):
+        COUNTS["ddp_buckets"] += 1
+        return allreduce_hook(state, bucket)
+
+    trainer.forward_module.register_comm_hook(None, counted_allreduce)
+
+
 def run_trainer(trainer, *, resume=False, stop_at=None, die_at=None) -> dict:
-    """Train; record per step the sampler's batch type and this rank's keys; ``die_at``: exit
-    the process abruptly (no cleanup) when about to run that step."""
+    """Train; record per step the sampler's batch type, this rank's keys and the communication
+    of the step (:data:`COUNTS` deltas); ``die_at``: exit the process abruptly (no cleanup) when
+    about to run that step."""
     seen = []
     step_fn = trainer.training_step
 
@@ -119,10 +149,12 @@ def run_trainer(trainer, *, resume=False, stop_at=None, die_at=None) -> dict:
         if die_at is not None and step == die_at:
             os._exit(3)
         epoch, index = trainer.sampler.epoch, trainer.sampler.step
+        before = dict(COUNTS)
         loss, keys = step_fn()
         if trainer.sampler.epoch != epoch:
             epoch, index = trainer.sampler.epoch, 0
-        seen.append((step, trainer.sampler.batch_type(epoch, index), [tuple(k) for k in keys]))
+        comm = {k: COUNTS[k] - before[k] for k in COUNTS}
+        seen.append((step, trainer.sampler.batch_type(epoch, index), [tuple(k) for k in keys], comm))
         return loss, keys
 
     trainer.training_step = recorded_step
@@ -142,6 +174,7 @@ def _train_variants(rank, world, out, variants):
     for name, kw in variants:
         cfg = config(os.path.join(out, name), **kw)
         trainer = Trainer(cfg, model=tiny_encoder(), train_data=tiny_data(), val_data=tiny_data(12), dist=ctx)
+        count_communication(trainer)
         results[name] = run_trainer(trainer)
     return results
 
@@ -239,6 +272,13 @@ def test_w2_equals_one_process_on_the_global_batches(ddp_runs, tmp_path, name):
     for step, (s0, s1, s) in enumerate(zip(ranks[0][name]["seen"], ranks[1][name]["seen"], single["seen"])):
         assert s0[1] == s1[1] == s[1]
         assert s0[2] + s1[2] == s[2] and not {k[0] for k in s0[2]} & {k[0] for k in s1[2]}
+        # Per step: with cross-rank negatives one all-gather of the passages and one reduce-scatter
+        # of their gradient (also with gradient caching), none without; DDP all-reduces its
+        # gradient buckets once per step: with gradient caching only on the last chunk (no_sync).
+        plain = ranks[0][name.replace("-gradcache", "")]["seen"][step][3]
+        expected = 1 if "cross" in name else 0
+        assert s0[3]["row_gathers"] == s0[3]["reduce_scatters"] == expected, s0[3]
+        assert s0[3]["ddp_buckets"] == plain["ddp_buckets"] > 0
     # Rank 0 alone wrote the files; config.json records the layout.
     import json
 
@@ -285,7 +325,7 @@ def test_resuming_with_another_world_size_keeps_the_global_batches(ddp_runs, tmp
     trainer = Trainer(cfg, model=tiny_encoder(), train_data=tiny_data(), val_data=tiny_data(12), dist=DistContext())
     alone = run_trainer(trainer, resume=True)
     assert [s[0] for s in alone["seen"]] == [3]
-    for (step, kind, keys), s0, s1 in zip(alone["seen"], ranks[0][name]["seen"][2:], ranks[1][name]["seen"][2:]):
+    for (step, kind, keys, _), s0, s1 in zip(alone["seen"], ranks[0][name]["seen"][2:], ranks[1][name]["seen"][2:]):
         assert kind == s0[1] and keys == s0[2] + s1[2]
     if name == "cross":
         assert_params_close(alone["params"], ranks[0][name]["params"])
@@ -300,3 +340,33 @@ def test_a_hung_rank_makes_the_others_fail_within_the_timeout():
     assert result["error"] is not None, "the collective with a hung peer returned"
     assert "rank 0/2" in result["error"] and "timeout 3 s" in result["error"]
     assert timeout_s - 0.5 <= result["elapsed"] < timeout_s + 10
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_train_cli_with_ddp(tmp_path, minilm_tokenizer):
+    """The real entry point: ``torchrun --nproc_per_node=2 -m hybrid_fast.train.cli train`` on the
+    packaged XQuAD sample with MiniLM: one run folder written by rank 0, one summary printed."""
+    import json
+    import subprocess
+    import sys
+
+    from hybrid_fast.data.sample import sample_root
+    from hybrid_fast.distributed.testing import _free_port
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "hybrid_fast.train.cli", "train", "--data-dir", str(sample_root()), "--languages", "en", "de",
+           "--dev-articles", "1", "--test-articles", "1", "--batch-size", "4", "--max-steps", "2", "--save-every", "1",
+           "--val-every", "2", "--val-batches", "1", "--query-max-length", "16", "--passage-max-length", "32",
+           "--log-every", "1", "--no-progress", "--dist-backend", "gloo", "--dist-timeout-s", "120", "--output-dir", str(out)]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"steps": 2') == 1  # rank 0 alone prints the summary
+    record = json.loads((out / "config.json").read_text())
+    assert (record["world_size"], record["global_batch_size"], record["per_rank_batch_size"]) == (2, 4, 2)
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2] and [r["step"] for r in rows if "val_loss" in r] == [2]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
+    assert (out / "model" / "biencoder_config.json").is_file()

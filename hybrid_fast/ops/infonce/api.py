@@ -69,8 +69,8 @@ def infonce_loss(q, p, labels=None, *, scale=20.0, q_groups=None, p_groups=None,
     Numerics: bf16/fp16 inputs are upcast to fp32 tile by tile; accumulation in fp32 (fp64 for
     fp64). Log-sum-exp is computed online (running max), so any scale is stable. Expected error
     vs an fp64 evaluation on the same inputs: ~1e-5 relative in fp32. On the CPU, bf16 inputs
-    run as bf16 x bf16 -> fp32 GEMM tiles instead where the CPU has AMX-BF16 units
-    (``HYBRID_FAST_BF16_GEMM=auto``; ``on``/``off`` force either path, see
+    run as bf16 x bf16 -> fp32 GEMM tiles instead where the CPU has bf16 matrix units (AMX-BF16,
+    AVX512-BF16; ``HYBRID_FAST_BF16_GEMM=auto``; ``on``/``off`` force either path, see
     ``hybrid_fast.backends()["build"]["cpu_module"]``): the scores are the same (bf16 products are
     exact in fp32), the gradient tile is rounded to bf16 before the two gradient products, which
     adds at most 2^-8 (|G| |p|) entrywise to dq (|G|^T |q| to dp) besides the bf16 rounding of the

@@ -35,11 +35,11 @@ def define_ops() -> dict:
         return K.infonce_fwd(q, p, labels, scale, q_groups, p_groups, row_block, col_block)
 
     @torch_op(NAMESPACE + "::infonce_bwd")
-    def infonce_bwd(grad_rows: torch.Tensor, grad_lse: torch.Tensor | None, q: torch.Tensor, p: torch.Tensor,
+    def infonce_bwd(grad_loss_rows: torch.Tensor, grad_lse: torch.Tensor | None, q: torch.Tensor, p: torch.Tensor,
                     labels: torch.Tensor, scale: torch.Tensor, q_groups: torch.Tensor | None,
                     p_groups: torch.Tensor | None, lse: torch.Tensor, row_block: int,
                     col_block: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return K.infonce_bwd(grad_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block, col_block)
+        return K.infonce_bwd(grad_loss_rows, grad_lse, q, p, labels, scale, q_groups, p_groups, lse, row_block, col_block)
 
     @torch_op(NAMESPACE + "::infonce_fused")
     def infonce_fused(q: torch.Tensor, p: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor,

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import hybrid_fast as hf
-from test_infonce import BACKENDS, make_inputs
+from oracle_utils import compiled_cpu_backends, make_inputs
 
+BACKENDS = compiled_cpu_backends("infonce_loss")
 ALL = ["reference", *BACKENDS]
 
 

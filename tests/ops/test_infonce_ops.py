@@ -10,7 +10,7 @@ import torch
 
 import hybrid_fast as hf
 from hybrid_fast import _ext
-from test_infonce import make_inputs
+from oracle_utils import make_inputs
 
 needs_cpu_kernel = pytest.mark.skipif(not _ext.cpu.available, reason=f"compiled module unusable: {_ext.cpu.error}")
 

@@ -1,4 +1,6 @@
-"""hybrid_fast.topk_search against the naive oracle (hybrid_fast.reference.topk_search).
+"""hybrid_fast.topk_search against the naive oracle (hybrid_fast.reference.topk_search), on every
+backend present: the compiled CPU kernels, Triton on CPU tensors under the interpreter (marker
+``interpreter``), Triton and the CUDA k-selection on CUDA tensors (marker ``gpu``).
 
 Two kinds of comparison:
 * integer-valued inputs (exact in fp32/bf16/fp64, every summation order gives the same score):
@@ -15,48 +17,13 @@ import torch
 import hybrid_fast as hf
 from hybrid_fast.ops.topk import bf16_screen_bound, fast_bf16_matmul
 from hybrid_fast.ops.topk.api import search_with_tiles
+from oracle_utils import assert_valid_topk, gpu, grid_inputs, integer_data, interpreter, near_tie_data
 
 CPU = pytest.mark.skipif(not hf.backends()["build"].get("cpu_module", True), reason="no compiled module")
 
 # (tile_q, tile_n, splits): auto; tiny tiles + corpus split (merge path); one query per tile with
 # many splits; tiles not dividing the sizes.
 TILINGS = [(0, 0, 0), (3, 5, 2), (1, 7, 5), (4, 64, 1)]
-
-
-def integer_data(Q, N, d, dtype, dup=True):
-    q = torch.randint(-3, 4, (Q, d)).to(dtype)
-    c = torch.randint(-3, 4, (N, d)).to(dtype)
-    if dup:  # duplicate vectors: exact ties in every position of the corpus
-        c[N // 2::7] = c[1]
-        c[N - 1] = c[0]
-    return q, c
-
-
-def assert_valid_topk(scores, indices, q, c, k, exclude_rows=None, atol=1e-4):
-    """Tie-aware: a valid top-k of the float64 scores, up to atol, sorted under the tie rule."""
-    S = q.double() @ c.double().T
-    if exclude_rows is not None:
-        for i, ids in enumerate(exclude_rows):
-            S[i, [j for j in ids if j >= 0]] = float("-inf")
-    assert scores.shape == indices.shape == (q.shape[0], k)
-    for i in range(q.shape[0]):
-        idx = indices[i]
-        valid = idx >= 0
-        n_valid = int(torch.isfinite(S[i]).sum())
-        assert int(valid.sum()) == min(k, n_valid), f"row {i}: expected {min(k, n_valid)} results"
-        got = idx[valid]
-        assert got.unique().numel() == got.numel(), f"row {i}: duplicate ids"
-        assert torch.isfinite(S[i, got]).all(), f"row {i}: returned an excluded id"
-        torch.testing.assert_close(scores[i, valid].double(), S[i, got], atol=atol, rtol=0)
-        s = scores[i, valid]
-        assert bool((s[:-1] >= s[1:]).all()), f"row {i}: not sorted"
-        same = s[:-1] == s[1:]
-        assert bool((got[:-1][same] < got[1:][same]).all()), f"row {i}: equal scores not by ascending id"
-        rest = torch.ones(S.shape[1], dtype=torch.bool)
-        rest[got] = False
-        if rest.any() and got.numel():
-            assert float(S[i, got].min()) >= float(S[i, rest].max()) - 2 * atol, f"row {i}: missed a better id"
-        assert bool((scores[i, ~valid] == float("-inf")).all())
 
 
 @CPU
@@ -160,21 +127,6 @@ def test_reference_backend_and_cpu_backend_agree(seed):
 
 
 # ------------------------------------------------------------------- precision strategies
-def near_tie_data(d=64, N=400, cluster=64, Q=5):
-    """A cluster of near-tied rows v + gap * j * w (j a permutation of 0..cluster-1) scoring
-    high, the rest far below. v is exactly representable in bf16 with |v_i| in [1, 2) and the
-    perturbations stay below half its bf16 spacing (2^-8), so bf16 rounds every cluster row to v
-    (exact ties in bf16: the order is lost), while neighbouring fp32 scores (~150) differ by
-    gap * q.w >= ~6e-4, i.e. ~40 fp32 ulps: fp32 resolves the order."""
-    gap = 3e-3 / cluster
-    v = (torch.sign(torch.randn(d)) * (1 + torch.rand(d))).bfloat16().float()
-    w = torch.rand(d) * 2 - 1
-    c = torch.randn(N, d) * 0.1
-    c[:cluster] = v + gap * torch.randperm(cluster).float()[:, None] * w
-    q = v + w + 0.01 * torch.randn(Q, d)
-    return q, c[torch.randperm(N)]
-
-
 @CPU
 @pytest.mark.parametrize("cluster,N", [(64, 400), (100, 100)])  # 64: certified after kk grows
 def test_exact_screen_resolves_near_ties_that_bf16_cannot(seed, cluster, N):
@@ -360,3 +312,216 @@ def test_duplicate_rows_tie_exactly_wherever_they_sit_in_a_tile(Q):
             where = {int(i): j for j, i in enumerate(ids[r])}
             assert scores[r, where[0]] == scores[r, where[202]], (threads, r)
             assert where[202] == where[0] + 1, (threads, r)
+
+
+# ------------------------------------------------ backend "triton" on CPU tensors (interpreter)
+# The op through its registry implementation with forced 16-wide tiles; grid-valued inputs make
+# every fp32 dot product exact, so scores and ids must equal the reference's bit for bit.
+def _check_topk(q, x, k, exclude=None, **kw):
+    from hybrid_fast.ops.topk.reference import topk_scores
+    from hybrid_fast.ops.topk.triton import topk_ip
+
+    s, i = topk_ip(q, x, k, exclude, kw.get("tile_q", 16), kw.get("tile_n", 16), kw.get("splits", 0))
+    rs, ri = topk_scores(q.float() if q.dtype != torch.float64 else q, x, k, exclude)
+    assert s.dtype == rs.dtype and i.dtype == torch.int64
+    torch.testing.assert_close(s, rs, rtol=0, atol=0)
+    assert torch.equal(i, ri), (i, ri)
+
+
+@interpreter
+@pytest.mark.parametrize("k,splits", [(1, 1), (5, 3), (16, 0)])
+def test_triton_ties_tiles_splits(k, splits, seed):
+    q, x = grid_inputs(5, 70, 24)
+    _check_topk(q, x, k, splits=splits)
+
+
+@interpreter
+def test_triton_exclude_and_padding(seed):
+    q, x = grid_inputs(3, 20, 8)
+    ex = torch.tensor([[1, 10, -1], [-1, -1, -1], [0, 1, 2]])
+    _check_topk(q, x, 5, ex)
+    # k = N with excluded ids: rows padded with (-inf, -1)
+    _check_topk(q, x, 20, ex, tile_n=16)
+
+
+@interpreter
+def test_triton_fp16_corpus_and_nan(seed):
+    q, x = grid_inputs(4, 33, 12)
+    x[5, 0] = float("nan")  # a NaN score is never returned
+    _check_topk(q, x.half(), 4)
+
+
+@interpreter
+def test_triton_large_k_fallback_and_public_api(seed):
+    q, x = grid_inputs(2, 300, 6)
+    _check_topk(q, x, 290)  # k > 256: chunked multi-pass fallback
+    s, i = search_with_tiles(q, x, 7, backend="triton", precision="fp32", tile_q=16, tile_n=16)
+    rs, ri = hf.reference.topk_search(q, x, 7)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
+@interpreter
+def test_triton_opcheck(seed):
+    from hybrid_fast.ops.topk.triton import define_ops as _define_ops
+
+    q, x = grid_inputs(3, 40, 8)
+    torch.library.opcheck(_define_ops()["topk_ip"], (q, x, 4, None, 16, 16, 2),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+# ------------------------------------------ backends "triton" and "cuda" on CUDA tensors (GPU)
+# Run by benches/gpu_check.sh (pytest -m gpu). Backend "cuda" (hybrid_fast._C_cuda,
+# kernels/cuda/topk_select.cu) was written without a GPU: compile-checked only until this runs.
+GPU_DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+
+
+def _grid_inputs(Q, N, d, dtype):
+    q, x = grid_inputs(Q, N, d, dtype)
+    return q.cuda(), x.cuda()
+
+
+@gpu
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("Q,N,d,k", [(1, 5000, 64, 10), (100, 20000, 128, 100), (37, 777, 48, 1), (5, 3000, 32, 600)])
+def test_topk_cuda_exact(dtype, Q, N, d, k, seed):
+    """Grid-valued inputs: every dot product is exact in fp32, so scores and ids must equal the
+    reference's (ties by ascending id) bit for bit. k = 600 takes the multi-pass fallback."""
+    from hybrid_fast.ops.topk.reference import topk_scores
+
+    q, x = _grid_inputs(Q, N, d, dtype)
+    ex = torch.randint(-1, N, (Q, 3), device="cuda")
+    s, i = hf.topk_search(q, x, k, exclude=ex, backend="triton", precision="fp32")
+    rs, ri = topk_scores(q.float(), x.float(), k, ex)
+    assert torch.equal(s, rs) and torch.equal(i, ri)
+
+
+@gpu
+def test_topk_cuda_torch_compile(seed):
+    q, x = _grid_inputs(16, 4096, 64, torch.bfloat16)
+    fn = lambda q, x: hf.topk_search(q, x, 10, backend="triton", precision="fp32")  # noqa: E731
+    a = fn(q, x)
+    b = torch.compile(fn, fullgraph=True)(q, x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+# ----------------------------------------------------------------------------- backend "cuda"
+# hybrid_fast._C_cuda (kernels/cuda/topk_select.cu). Written without a GPU: compile-checked only
+# until this suite runs on one.
+def _cuda_module():
+    from hybrid_fast import _ext
+
+    if _ext.cuda is None or not _ext.cuda.available:
+        pytest.skip(f"hybrid_fast._C_cuda is not usable: {None if _ext.cuda is None else _ext.cuda.error}")
+    return torch.ops.hybrid_fast_cuda
+
+
+def _check_cuda_backend(q, x, k, ex=None, **kw):
+    from hybrid_fast.ops.topk.reference import topk_scores
+
+    s, i = hf.topk_search(q, x, k, exclude=ex, backend="cuda", precision="fp32", **kw)
+    rs, ri = topk_scores(q.float(), x.float(), k, ex)
+    assert s.dtype == torch.float32 and i.dtype == torch.int64 and s.shape == i.shape == (q.shape[0], k)
+    assert torch.equal(i, ri), (i, ri)
+    assert torch.equal(s, rs)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", GPU_DTYPES)
+@pytest.mark.parametrize("Q,N,d,k", [(1, 5000, 64, 10), (100, 20000, 128, 100), (37, 777, 48, 1),
+                                     (5, 3000, 32, 600), (3, 1000, 16, 1000), (2, 70000, 32, 5000),
+                                     (300, 4000, 64, 257)])
+def test_topk_cuda_backend_exact(dtype, Q, N, d, k, seed):
+    """Grid-valued inputs (exact dot products in every summation order): ids and scores equal the
+    reference's bit for bit. k = 1, k > 256, k > 4096 (host-sorted rows), k = N; one row range
+    per block (Q = 300) and several (Q <= 100: segments + merge)."""
+    _cuda_module()
+    q, x = _grid_inputs(Q, N, d, dtype)
+    _check_cuda_backend(q, x, k, torch.randint(-1, N, (Q, 3), device="cuda"))
+
+
+@gpu
+@pytest.mark.parametrize("tiles", [dict(tile_n=700), dict(tile_n=333, tile_q=7, splits=3), dict(splits=1)])
+def test_topk_cuda_backend_forced_tiles(tiles, seed):
+    """Several corpus chunks (running best merged by topk_merge_keys, last chunk shorter than k),
+    several query blocks, forced row ranges."""
+    _cuda_module()
+    q, x = _grid_inputs(20, 5000, 32, torch.bfloat16)
+    _check_cuda_backend(q, x, 400, torch.randint(-1, 5000, (20, 5), device="cuda"), **tiles)
+
+
+@gpu
+def test_topk_cuda_backend_ties_zero_and_nan(seed):
+    """Duplicate vectors and all-zero scores (including -0) tie on the id; NaN scores (inf * 0)
+    are never returned; exclude lists with duplicates and longer than the kernel's limit."""
+    _cuda_module()
+    q, x = _grid_inputs(8, 3000, 16, torch.float32)
+    x[1000:2000] = x[:1000]  # every vector twice
+    _check_cuda_backend(q, x, 50)
+    zq = torch.zeros(4, 16, device="cuda")
+    _check_cuda_backend(zq, -x.abs() - 1, 100)  # every score is 0 or -0: ids 0 .. 99
+    xn = x.clone()
+    xn[7, 0] = float("inf")
+    qn = q.clone()
+    qn[:, 0] = 0.0  # inf * 0 = NaN for corpus row 7
+    _check_cuda_backend(qn, xn, 3000)  # k = N: NaN and excluded rows become (-inf, -1) padding
+    ex = torch.randint(0, 3000, (8, 5000), device="cuda")  # > topk_max_exclude: masked in the tile
+    ex[:, 1] = ex[:, 0]
+    _check_cuda_backend(q, x, 300, ex)
+
+
+@gpu
+def test_topk_cuda_ops_direct(seed):
+    """The ops against torch.topk on unique keys: segments do not change the answer; padding
+    keys are returned only when fewer than k real keys exist."""
+    ops = _cuda_module()
+    s = torch.randn(6, 50000, device="cuda")
+    ref = ops.topk_from_scores(s, 300, 17)
+    for seg in (2, 7, 64):
+        assert torch.equal(ops.topk_from_scores(s, 300, 17, None, seg), ref)
+    keys = torch.randperm(60000, device="cuda")[:6 * 9000].view(6, 9000) * 1000003 - (1 << 35)
+    keys[:, :100] = torch.iinfo(torch.int64).min
+    for k in (1, 255, 4096, 5000, 8900, 9000):
+        want = torch.topk(keys, k, dim=1).values
+        assert torch.equal(ops.topk_merge_keys(keys, k), want)
+    with pytest.raises(RuntimeError, match="1 <= k <= L"):
+        ops.topk_merge_keys(keys, 9001)
+    with pytest.raises(RuntimeError, match="float32"):
+        ops.topk_from_scores(s.double(), 3)
+    with pytest.raises((RuntimeError, NotImplementedError)):  # no CPU kernel is registered
+        ops.topk_from_scores(s.cpu(), 3)
+
+
+@gpu
+def test_topk_cuda_opcheck(seed):
+    ops = _cuda_module()
+    s = torch.randn(5, 3000, device="cuda")
+    ex = torch.randint(-1, 3000, (5, 4), device="cuda")
+    torch.library.opcheck(ops.topk_from_scores.default, (s, 20, 5, ex, 3))
+    torch.library.opcheck(ops.topk_from_scores.default, (s, 3000, 0, None, 1))  # k = L
+    big = torch.randn(3, 6000, device="cuda")
+    torch.library.opcheck(ops.topk_from_scores.default, (big, 5000, 0, None, 2))  # k > 4096: host sort
+    torch.library.opcheck(ops.topk_merge_keys.default, (ops.topk_from_scores(s, 100), 40))
+
+
+@gpu
+def test_topk_cuda_backend_torch_compile(seed):
+    _cuda_module()
+    q, x = _grid_inputs(16, 4096, 64, torch.bfloat16)
+    fn = lambda q, x: hf.topk_search(q, x, 10, backend="cuda", precision="fp32")  # noqa: E731
+    a = fn(q, x)
+    b = torch.compile(fn, fullgraph=True)(q, x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@gpu
+@pytest.mark.parametrize("backend", ["triton", "cuda"])
+def test_topk_cuda_exact_screen_matches_direct(backend, seed):
+    """precision="exact" with the bf16 screen + fp32 rescore on CUDA tensors (the strategy code is
+    device-agnostic; "auto" picks it only on CPUs): same result as direct fp32 scoring."""
+    if backend == "cuda":
+        _cuda_module()
+    q, x = _grid_inputs(9, 3000, 64, torch.float32)
+    a = search_with_tiles(q, x, 17, backend=backend, precision="exact", exact_strategy="screen")
+    b = hf.topk_search(q, x, 17, backend=backend, precision="fp32")
+    assert a[0].device.type == "cuda"
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

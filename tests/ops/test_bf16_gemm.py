@@ -29,9 +29,7 @@ from hybrid_fast import _ext
 from hybrid_fast.ops.infonce.api import loss_with_tiles
 from hybrid_fast.ops.topk import fast_bf16_matmul
 from hybrid_fast.ops.topk.api import search_with_tiles
-from oracle_utils import assert_close
-from test_infonce import check_against_reference, make_inputs
-from test_topk_search import assert_valid_topk, integer_data, near_tie_data
+from oracle_utils import assert_close, assert_valid_topk, check_against_reference, integer_data, make_inputs, near_tie_data
 
 pytestmark = pytest.mark.skipif(not _ext.cpu.available, reason="no compiled module (hybrid_fast._C)")
 U = 2.0 ** -8
@@ -125,7 +123,10 @@ def test_capability_is_reported(monkeypatch):
     info = hf.backends()["build"]["cpu_module"]
     assert info["bf16_units"] in ("none", "avx512-bf16", "amx-bf16")
     assert info["bf16_gemm_mode"] == "auto"
-    assert info["bf16_gemm"] == (info["bf16_units"] == "amx-bf16")  # the documented auto rule
+    assert info["bf16_gemm_engine"] in ("onednn-brgemm", "cpublas")
+    # the documented auto rule (csrc/common/isa.h)
+    assert info["bf16_gemm"] == (info["bf16_units"] == "amx-bf16" or (
+        info["bf16_units"] == "avx512-bf16" and info["bf16_gemm_engine"] == "onednn-brgemm"))
     monkeypatch.setenv(ENV, "on")
     assert hf.backends()["build"]["cpu_module"]["bf16_gemm"] is True
     assert fast_bf16_matmul() is True
@@ -197,3 +198,24 @@ def test_topk_screen_matches_direct_on_ties_and_exclude(bf16_gemm, k, seed):
     a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
     b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+# ------------------------------------------------------------------------------ benchmarks
+def test_benchmark_providers_force_each_path(seed):
+    """The benchmarks' forced providers really run the path they are named after, side by side in
+    one process, and leave the environment as it was."""
+    from hybrid_fast.benchmarks.infonce import bf16_path, loss_fn, setup, step
+    from hybrid_fast.benchmarks.topk import providers
+
+    before = os.environ.get(ENV)
+    assert bf16_path("hybrid_fast_bf16_tiles", torch.bfloat16) == "bf16 tiles"
+    assert bf16_path("hybrid_fast_upcast", torch.bfloat16) == "upcast"
+    q, p, y = setup(40, 40, 32, torch.bfloat16)
+    losses = [step(loss_fn(name), q, p, y, "full", name).detach()
+              for name in ("hybrid_fast_bf16_tiles", "hybrid_fast_upcast")]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    qs, c = torch.randn(40, 32), torch.randn(300, 32)
+    fns = providers(qs, c, c.bfloat16(), 7)
+    screen, direct = fns["hybrid_fast exact: bf16-tile screen"](), fns["hybrid_fast fp32"]()
+    assert torch.equal(screen[1], direct[1])
+    assert os.environ.get(ENV) == before
