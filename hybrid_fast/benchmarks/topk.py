@@ -67,9 +67,11 @@ def providers(q, corpus, corpus_bf16, k, index=None):
     """The compared searches, name -> zero-argument callable; ``index``: :func:`faiss_index`."""
     import hybrid_fast as hf
 
+    from ..ops.topk.api import search_with_tiles
+
     def screen_on_bf16_tiles():  # the strategy "auto" picks on CPUs with bf16 units, forced here
         with bf16_gemm_forced("on"):
-            return hf.topk_search(q, corpus, k, exact_strategy="screen")
+            return search_with_tiles(q, corpus, k, exact_strategy="screen")
 
     out = {
         "hybrid_fast exact (fp32)": lambda: hf.topk_search(q, corpus, k),
