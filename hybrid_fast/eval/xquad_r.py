@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from .protocol import TextEncoder
 
 
+#: The per-question values ``lareqa_scores_from_embeddings(..., per_query=True)`` returns.
+PER_QUERY_KEYS = ("mono_map", "cross_map", "multi_map", "mono_ndcg@10", "rank_distance")
+
+
 def relevant_matrix(relevant: list[list[int]]) -> torch.Tensor:
     """Pad per-question relevant lists into int64 ``[Q, R_max]`` with -1."""
     width = max((len(r) for r in relevant), default=0)
@@ -59,6 +63,7 @@ def lareqa_scores_from_embeddings(
     *,
     chunk_size: int = 256,
     process_group=None,
+    per_query: bool = False,
 ) -> dict | None:
     """All LAReQA figures from embeddings.
 
@@ -68,6 +73,11 @@ def lareqa_scores_from_embeddings(
         question_lang / candidate_lang: language index (into ``languages``) per row.
         languages: language codes.
         chunk_size: queries per ranking chunk.
+        per_query: also return ``"per_query"``: each question's own value (question order) of
+            ``mono_map``, ``cross_map`` (its AP mean over the other languages' settings),
+            ``multi_map``, ``mono_ndcg@10`` and ``rank_distance``; their per-language means are
+            the figures above (what a paired bootstrap over queries resamples:
+            :mod:`hybrid_fast.eval.stats`).
         process_group: under an initialised ``torch.distributed`` group, a collective: every
             rank passes the full embeddings and ranks one contiguous shard of the questions;
             the counts are gathered and rank 0 returns the figures (others None). Exact: the
@@ -114,15 +124,26 @@ def lareqa_scores_from_embeddings(
     map_matrix = np.full((num_langs, num_langs), np.nan)
     r1_matrix = np.full((num_langs, num_langs), np.nan)
     per_language: dict[str, dict[str, float]] = {}
+    query_values = {k: np.full(num_q, np.nan) for k in PER_QUERY_KEYS}
     for x, lang in enumerate(languages):
         rows = q_lang == x
+        ap_per_setting = np.full((int(rows.sum()), num_langs), np.nan)
         for y in range(num_langs):
             ranks = np.where(rel_lang[rows] == y, own_group_rank[rows], 0)
-            map_matrix[x, y] = nanmean_or_nan(average_precision_from_ranks(ranks))
+            ap_per_setting[:, y] = average_precision_from_ranks(ranks)
+            map_matrix[x, y] = nanmean_or_nan(ap_per_setting[:, y])
             r1_matrix[x, y] = nanmean_or_nan(recall_at_k_from_ranks(ranks, 1))
         mono_ranks = np.where(rel_lang[rows] == x, own_group_rank[rows], 0)
         others = [y for y in range(num_langs) if y != x]
         multi_ranks = pooled_rank[rows]
+        if per_query:
+            query_values["mono_map"][rows] = ap_per_setting[:, x]
+            if others:
+                with np.errstate(all="ignore"):  # a question without relevant candidates there: NaN
+                    query_values["cross_map"][rows] = np.nanmean(ap_per_setting[:, others], axis=1)
+            query_values["multi_map"][rows] = average_precision_from_ranks(multi_ranks)
+            query_values["mono_ndcg@10"][rows] = ndcg_at_k_from_ranks(mono_ranks, 10)
+            query_values["rank_distance"][rows] = rank_distance_from_ranks(multi_ranks)
         per_language[lang] = {
             "mono_map": float(map_matrix[x, x]),
             "mono_r@1": float(r1_matrix[x, x]),
@@ -138,7 +159,7 @@ def lareqa_scores_from_embeddings(
     def macro(key: str) -> float:
         return nanmean_or_nan([per_language[lang][key] for lang in languages])
 
-    return {
+    out = {
         "mono": {"map": macro("mono_map"), "r@1": macro("mono_r@1"), "ndcg@10": macro("mono_ndcg@10")},
         "cross": {"map": macro("cross_map"), "r@1": macro("cross_r@1")},
         "multi": {"map": macro("multi_map"), "r@10": macro("multi_r@10")},
@@ -150,6 +171,9 @@ def lareqa_scores_from_embeddings(
             "r@1": r1_matrix.tolist(),
         },
     }
+    if per_query:
+        out["per_query"] = {k: v.tolist() for k, v in query_values.items()}
+    return out
 
 
 def encode_lareqa(

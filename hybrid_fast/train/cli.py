@@ -70,6 +70,10 @@ def register(subparsers) -> None:
                           "without --quick runs/replication/results.json)")
     exp.add_argument("--work-dir", default=None, help="run folders (metrics, models; default: --output's folder)")
     exp.add_argument("--quick", action="store_true", help="reduced preset: one seed, few steps (a few minutes)")
+    exp.add_argument("--preset", choices=("small", "quick", "me5", "paper"), default=None,
+                     help="settings layer under --config and flags (hybrid_fast/train/presets.py): small "
+                          "(default), quick (= --quick), me5 (9 training / 11 test languages, me5-small-offline, "
+                          "<= 2 h on 2 cores), paper (GPU: XLM-R, batch 100, lr 3e-5, early stopping)")
     exp.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; --quick: 0)")
     exp.add_argument("--arms", nargs="+", default=None, choices=ARMS, metavar="ARM",
                      help=f"subset of {' '.join(ARMS)}")

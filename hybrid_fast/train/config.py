@@ -21,9 +21,12 @@ from ..sampling.samplers import SAMPLERS
 class TrainConfig:
     """Everything a training run depends on (saved next to its checkpoints as ``config.json``).
 
-    Model: ``model`` (HF id, folder or ``"minilm-offline"``), ``pooling`` (mean|cls),
-    ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes, max lengths.
-    Data: ``data_dir`` (folder holding ``xquad/``), ``languages``, the article split
+    Model: ``model`` (HF id, folder, ``"minilm-offline"`` or ``"me5-small-offline"``), ``pooling``
+    (mean|cls), ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes (None = the model's
+    convention, resolved at construction: ``"query: "``/``"passage: "`` for me5-small-offline, else
+    ``DEFAULT_PREFIXES``), max lengths.
+    Data: ``data_dir`` (folder holding ``xquad/``), ``languages`` (training), ``eval_languages``
+    (the experiment's XQuAD-R test languages; empty = ``languages``), the article split
     (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
     Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
     ``alpha``, ``batch_size`` (the *global* batch: under torchrun each of W ranks embeds
@@ -46,12 +49,13 @@ class TrainConfig:
     pooling: str = "mean"
     similarity: str = "cos"
     scale: float = 20.0
-    query_prefix: str = DEFAULT_PREFIXES["query"]
-    passage_prefix: str = DEFAULT_PREFIXES["passage"]
+    query_prefix: str | None = None
+    passage_prefix: str | None = None
     query_max_length: int = 64
     passage_max_length: int = 128
     data_dir: str = "../shared/data"
     languages: list[str] = field(default_factory=lambda: ["de", "en", "es", "tr", "vi"])
+    eval_languages: list[str] = field(default_factory=list)
     dev_articles: int = 6
     test_articles: int = 10
     split_seed: int = 0
@@ -84,6 +88,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        # None = the model's convention (E5's "query: " for me5-small-offline, else
+        # DEFAULT_PREFIXES), recorded resolved in config.json
+        from ..models import alias_prefixes
+
+        defaults = alias_prefixes(self.model) or (DEFAULT_PREFIXES["query"], DEFAULT_PREFIXES["passage"])
+        self.query_prefix = defaults[0] if self.query_prefix is None else self.query_prefix
+        self.passage_prefix = defaults[1] if self.passage_prefix is None else self.passage_prefix
         self.validate()
 
     def validate(self) -> None:
@@ -172,10 +183,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(default {default})")
-        elif f.name == "languages":
-            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default)})")
+        elif f.name in ("languages", "eval_languages"):
+            parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default) or 'the training languages'})")
         else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            kind = {"int": int, "float": float, "str": str, "str | None": str}[str(f.type)]
             parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
 
 

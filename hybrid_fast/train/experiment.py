@@ -21,6 +21,7 @@ questions, so no paragraph is left unassigned: checked).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import time
@@ -28,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import write_text_atomic
 from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
 from ..eval.report import plot_metrics
 from .config import TrainConfig, config_from_args
 from .experiment_report import markdown_tables  # noqa: F401  (public here too)
+from .presets import PRESET_SEEDS, PRESETS
 from .trainer import Trainer, seed_everything
 
 test_lareqa = xquad_r_test_set  # the earlier name
@@ -41,11 +44,8 @@ log = logging.getLogger(__name__)
 TRAINED_ARMS = ("x-x-mono", "x-y", "hybrid", "simcse")
 ARMS = ("zero-shot",) + TRAINED_ARMS
 
-# Presets (--config and flags override them: config_from_args). Small: 3 seeds x 4 arms of real
-# training on a shared 2-core CPU.
-FULL = dict(batch_size=32, max_steps=30, warmup_steps=3, lr=1e-4, query_max_length=32, passage_max_length=96,
-            val_every=10, val_batches=2, save_every=0, log_every=2)
-QUICK = dict(FULL, batch_size=16, max_steps=6, warmup_steps=2, val_every=3, val_batches=1, log_every=1)
+# Presets (--config and flags override them: config_from_args): hybrid_fast/train/presets.py.
+FULL, QUICK = PRESETS["small"], PRESETS["quick"]
 
 
 def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, batch_size: int = 64,
@@ -62,7 +62,11 @@ def evaluate_model(model, dataset, *, query_prefix: str, passage_prefix: str, ba
     q_emb = encoder.encode([q.text for q in dataset.questions], "query")
     c_emb = encoder.encode([c.sentence for c in dataset.candidates], "passage")
     q_lang, c_lang = dataset.question_lang_ids(), dataset.candidate_lang_ids()
-    result = lareqa_scores_from_embeddings(q_emb, c_emb, dataset.relevant, q_lang, c_lang, dataset.languages)
+    result = lareqa_scores_from_embeddings(q_emb, c_emb, dataset.relevant, q_lang, c_lang, dataset.languages,
+                                           per_query=True)
+    # each question's values, labelled for the paired bootstrap (hybrid_fast.eval.stats)
+    result["per_query"] = {"qid": [q.qid for q in dataset.questions], "lang": [q.lang for q in dataset.questions],
+                           **result["per_query"]}
     result["eval_s"] = time.perf_counter() - start
     return result
 
@@ -103,7 +107,7 @@ class PrefixedEncoder:
 
 def evaluate_beir_folders(model, beir: dict, *, query_prefix: str, passage_prefix: str, desc: str = "") -> dict:
     """``{name: {metric: value}}`` over ``beir`` (``{name: BeirDataset}``), metrics
-    :data:`BEIR_KEYS` (plus ``eval_s``)."""
+    :data:`BEIR_KEYS` (plus ``eval_s`` and ``per_query``: ``{qid: nDCG@10}``)."""
     from ..eval.beir import evaluate_beir
 
     out = {}
@@ -111,8 +115,9 @@ def evaluate_beir_folders(model, beir: dict, *, query_prefix: str, passage_prefi
         start = time.perf_counter()
         encoder = PrefixedEncoder(model, query_prefix=query_prefix, passage_prefix=passage_prefix,
                                   desc=f"{desc} {name}".strip() if desc else "")
-        metrics = evaluate_beir(encoder, dataset)
-        out[name] = {**{k: metrics[k] for k in BEIR_KEYS}, "eval_s": time.perf_counter() - start}
+        metrics = evaluate_beir(encoder, dataset, per_query=True)
+        out[name] = {**{k: metrics[k] for k in BEIR_KEYS}, "eval_s": time.perf_counter() - start,
+                     "per_query": {qid: v["ndcg@10"] for qid, v in metrics["per_query"].items()}}
     return out
 
 
@@ -159,6 +164,54 @@ def load_beir_folders(dirs) -> dict:
     from ..data.beir import load_beir
 
     return {name: load_beir(folder) for name, folder in beir_folder_names(dirs).items()}
+
+
+#: Headline metrics compared by paired bootstrap: XQuAD-R per-question values (resampled by XQuAD
+#: question: its translations move together) and BEIR nDCG@10 per query (folders = strata).
+COMPARED = ("mono_map", "cross_map", "multi_map", "rank_distance")
+
+
+def strip_per_query(r: dict) -> dict:
+    """Remove the per-query values from one seed's evaluation ``r`` (they do not go into the
+    summaries) and return them: ``{"seed", "xquad_r": {...}, "beir": {folder: {qid: nDCG@10}}}``."""
+    return {"seed": r["seed"], "xquad_r": r.pop("per_query"),
+            "beir": {name: v.pop("per_query") for name, v in r.get("beir", {}).items()}}
+
+
+def compare_arms(per_query: dict[str, list[dict]], *, reference: str = "hybrid", n_resamples: int = 10000,
+                 seed: int = 0) -> dict:
+    """``{baseline: {metric: paired_bootstrap(...)}}``: 95% CI of ``reference`` minus each other
+    arm for :data:`COMPARED` (XQuAD-R, groups = XQuAD question id), ``beir_ndcg@10:<folder>``
+    and ``beir_ndcg@10:mean`` (folders as equal-weight strata); each query's value averaged over
+    the arm's seeds first (seeds pooled). Rank distance: lower is better, so a negative
+    difference favours ``reference``. ``{}`` when ``reference`` was not run."""
+    from ..eval.stats import paired_bootstrap
+
+    if reference not in per_query or not per_query[reference]:
+        return {}
+    ref = per_query[reference]
+    out: dict = {}
+    for arm, runs in per_query.items():
+        if arm == reference or not runs:
+            continue
+        block: dict = {}
+        qids = ref[0]["xquad_r"]["qid"]
+        for metric in COMPARED:
+            block[metric] = paired_bootstrap([s["xquad_r"][metric] for s in ref], [s["xquad_r"][metric] for s in runs],
+                                             groups=qids, n_resamples=n_resamples, seed=seed)
+        folders = list(ref[0]["beir"])
+        for name in folders:
+            ids = list(ref[0]["beir"][name])
+            block[f"beir_ndcg@10:{name}"] = paired_bootstrap(
+                [[s["beir"][name][q] for q in ids] for s in ref], [[s["beir"][name][q] for q in ids] for s in runs],
+                n_resamples=n_resamples, seed=seed)
+        if len(folders) > 1:
+            keys = [(name, q) for name in folders for q in ref[0]["beir"][name]]
+            block["beir_ndcg@10:mean"] = paired_bootstrap(
+                [[s["beir"][n][q] for n, q in keys] for s in ref], [[s["beir"][n][q] for n, q in keys] for s in runs],
+                strata=[n for n, _ in keys], n_resamples=n_resamples, seed=seed)
+        out[arm] = block
+    return out
 
 
 def summarize(per_seed: list[dict]) -> dict:
@@ -218,7 +271,10 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
         raise ValueError("--split-seed/--dev-articles/--test-articles: the data holds XQuAD-R for the quick split's "
                          f"test articles only ({len(test_articles_available)}), got a split with others; "
                          "pass --data DIR with the full XQuAD-R")
-    test = xquad_r_test_set(data_dir, tuple(base.languages), split["test"], xquad=records[base.languages[0]])
+    # XQuAD-R shares XQuAD's question ids: the training languages' records map every test
+    # question (in any evaluation language, e.g. el/vi unseen in training) to its article.
+    test = xquad_r_test_set(data_dir, tuple(base.eval_languages or base.languages), split["test"],
+                            xquad=records[base.languages[0]])
     log.info("test set: %s", test.summary())
     beir = load_beir_folders(beir_dirs)
     started = time.perf_counter()
@@ -227,6 +283,7 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                      "settings": {**base.to_dict(), "seeds": list(seeds)}}
     prefixes = dict(query_prefix=base.query_prefix, passage_prefix=base.passage_prefix)
     curves: dict[str, list[Path]] = {}
+    per_query: dict[str, list[dict]] = {arm: [] for arm in arms}  # per arm, per seed
     for arm in arms:
         per_seed = []
         for seed in (seeds[:1] if arm == "zero-shot" else seeds):
@@ -251,9 +308,14 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 r["train"] = train_info
             log.info("%s seed %d: mono %.3f cross %.3f multi %.3f rank distance %.1f", arm, seed, r["mono"]["map"],
                      r["cross"]["map"], r["multi"]["map"], r["rank_distance"])
+            per_query[arm].append(strip_per_query(r))
             per_seed.append(r)
         results["arms"][arm] = summarize(per_seed)
     results["timing_s"] = time.perf_counter() - started
+    results["comparison"] = compare_arms(per_query)
+    if report_dir is not None:  # the values behind the CIs, for re-analysis
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        write_text_atomic(Path(report_dir) / "per_query.json", json.dumps(per_query))
     if report_dir is not None:
         from .experiment_report import write_report
 
@@ -281,8 +343,9 @@ def main_from_args(args: argparse.Namespace) -> int:
     from .experiment_report import results_table
     from ..preflight import check_beir_dirs, check_model, check_writable, require_modules
 
-    base = config_from_args(args, preset=QUICK if args.quick else FULL)
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    preset = getattr(args, "preset", None) or ("quick" if args.quick else "small")
+    base = config_from_args(args, preset=PRESETS[preset])
+    seeds = args.seeds or PRESET_SEEDS[preset]
     arms = tuple(args.arms) if args.arms else ARMS
     output = Path(args.output or default_output(args.quick))
     work_dir = Path(args.work_dir or output.parent)
@@ -292,7 +355,8 @@ def main_from_args(args: argparse.Namespace) -> int:
     check_model(base.model, "--model")
     from ..data.sample import resolve_experiment_data
 
-    data_dir, data_label = resolve_experiment_data(args.data, base.languages, download=False if args.quick else None)
+    languages = list(dict.fromkeys([*base.languages, *base.eval_languages]))  # training, then test-only
+    data_dir, data_label = resolve_experiment_data(args.data, languages, download=False if args.quick else None)
     if args.beir is None:
         beir_dirs = [sample_beir_folder()] + sorted(p for p in (Path(data_dir) / "beir").glob("*") if p.is_dir())
         beir_dirs = list({p.resolve(): p for p in beir_dirs}.values())

@@ -77,6 +77,24 @@ def beir_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_markdown(results: dict) -> str:
+    """The ``comparison`` block (:func:`hybrid_fast.train.experiment.compare_arms`) as a table:
+    per baseline and metric, hybrid minus baseline, its 95% CI, p and whether the CI excludes 0."""
+    comparison = results.get("comparison") or {}
+    if not comparison:
+        return ""
+    lines = ["Queries resampled (XQuAD-R: whole XQuAD questions, all their languages; BEIR: per folder), "
+             "each query's value averaged over seeds first. Rank distance: lower is better (negative favours "
+             "hybrid).", "", "| Baseline | Metric | Hybrid − baseline | 95% CI | p | Significant |",
+             "|---|---|---|---|---|---|"]
+    for arm, block in comparison.items():
+        for metric, r in block.items():
+            digits = 1 if metric == "rank_distance" else 4
+            lines.append(f"| {arm} | {metric} | {r['diff']:+.{digits}f} | [{r['ci_low']:+.{digits}f}, "
+                         f"{r['ci_high']:+.{digits}f}] | {r['p_value']:.4f} | {'yes' if r['significant'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(results: dict, path: str | Path) -> Path | None:
     """Grouped bars: the headline metrics (mono / cross / multi mAP, BEIR nDCG@10) per arm."""
     from ..eval.report import pyplot, save_figure
@@ -132,6 +150,9 @@ def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[P
     beir = beir_markdown(results)
     if beir:
         lines += ["## BEIR (mean over seeds)", "", beir]
+    comparison = comparison_markdown(results)
+    if comparison:
+        lines += ["## Hybrid minus each baseline (paired bootstrap, 95% CI)", "", comparison]
     lines.append("## Plots\n")
     for caption, path in plots:
         lines.append(f"![{caption}]({path.name})\n" if path else f"({caption}: not drawn, matplotlib is not installed)\n")

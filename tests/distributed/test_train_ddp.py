@@ -340,3 +340,33 @@ def test_a_hung_rank_makes_the_others_fail_within_the_timeout():
     assert result["error"] is not None, "the collective with a hung peer returned"
     assert "rank 0/2" in result["error"] and "timeout 3 s" in result["error"]
     assert timeout_s - 0.5 <= result["elapsed"] < timeout_s + 10
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_train_cli_with_ddp(tmp_path, minilm_tokenizer):
+    """The real entry point: ``torchrun --nproc_per_node=2 -m hybrid_fast.train.cli train`` on the
+    packaged XQuAD sample with MiniLM: one run folder written by rank 0, one summary printed."""
+    import json
+    import subprocess
+    import sys
+
+    from hybrid_fast.data.sample import sample_root
+    from hybrid_fast.distributed.testing import _free_port
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+           "-m", "hybrid_fast.train.cli", "train", "--data-dir", str(sample_root()), "--languages", "en", "de",
+           "--dev-articles", "1", "--test-articles", "1", "--batch-size", "4", "--max-steps", "2", "--save-every", "1",
+           "--val-every", "2", "--val-batches", "1", "--query-max-length", "16", "--passage-max-length", "32",
+           "--log-every", "1", "--no-progress", "--dist-backend", "gloo", "--dist-timeout-s", "120", "--output-dir", str(out)]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": repo, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"steps": 2') == 1  # rank 0 alone prints the summary
+    record = json.loads((out / "config.json").read_text())
+    assert (record["world_size"], record["global_batch_size"], record["per_rank_batch_size"]) == (2, 4, 2)
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2] and [r["step"] for r in rows if "val_loss" in r] == [2]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-0000001", "checkpoint-0000002"]
+    assert (out / "model" / "biencoder_config.json").is_file()

@@ -179,3 +179,34 @@ def test_search_topk_ties_by_ascending_index(backend):
 def test_search_topk_unknown_backend():
     with pytest.raises(ValueError, match="backend: expected 'auto' or 'torch'"):
         search_topk(torch.zeros(1, 1), torch.zeros(2, 1), 1, backend="faiss")
+
+
+@pytest.mark.parametrize("quantize", [False, True])
+def test_per_query_values_average_to_the_reported_figures(quantize):
+    """per_query=True: each question's values; their per-language means are the per-language figures
+    (the bootstrap in hybrid_fast.eval.stats resamples them), and the multi AP of one question
+    matches the brute-force oracle."""
+    gen = torch.Generator().manual_seed(3)
+    num_langs, per_lang_q, per_lang_c = 3, 6, 8
+    q_lang = [x for x in range(num_langs) for _ in range(per_lang_q)]
+    c_lang = [y for y in range(num_langs) for _ in range(per_lang_c)]
+    questions, candidates = torch.randn(len(q_lang), 4, generator=gen), torch.randn(len(c_lang), 4, generator=gen)
+    if quantize:
+        questions, candidates = questions.round(), candidates.round()
+    groups = [sorted(y * per_lang_c + int(torch.randint(per_lang_c, (1,), generator=gen)) for y in range(num_langs))
+              for _ in range(per_lang_q)]
+    relevant = [groups[i % per_lang_q] for i in range(len(q_lang))]
+    plain = lareqa_scores_from_embeddings(questions, candidates, relevant, q_lang, c_lang, ["a", "b", "c"])
+    result = lareqa_scores_from_embeddings(questions, candidates, relevant, q_lang, c_lang, ["a", "b", "c"],
+                                           per_query=True)
+    assert "per_query" not in plain and {k: v for k, v in result.items() if k != "per_query"} == plain
+    values = {k: np.asarray(v) for k, v in result["per_query"].items()}
+    assert all(v.shape == (len(q_lang),) for v in values.values())
+    for x, lang in enumerate("abc"):
+        rows = np.asarray(q_lang) == x
+        for key in ("mono_map", "cross_map", "multi_map", "mono_ndcg@10", "rank_distance"):
+            assert values[key][rows].mean() == pytest.approx(result["per_language"][lang][key], abs=1e-12), key
+    # question 0 alone through the oracle
+    with np.errstate(invalid="ignore"):  # languages without questions: 0/0 in the oracle
+        _, multi_ap, dist = brute_force(questions[:1], candidates, relevant[:1], [0], c_lang, num_langs)
+    assert values["multi_map"][0] == pytest.approx(multi_ap[0]) and values["rank_distance"][0] == pytest.approx(dist[0])

@@ -127,6 +127,8 @@ def test_capability_is_reported(monkeypatch):
     # the documented auto rule (csrc/common/isa.h)
     assert info["bf16_gemm"] == (info["bf16_units"] == "amx-bf16" or (
         info["bf16_units"] == "avx512-bf16" and info["bf16_gemm_engine"] == "onednn-brgemm"))
+    # the top-k screen's auto rule (hybrid_fast/ops/topk/cpu_features.py): AMX-BF16 only
+    assert fast_bf16_matmul() == (info["bf16_units"] == "amx-bf16")
     monkeypatch.setenv(ENV, "on")
     assert hf.backends()["build"]["cpu_module"]["bf16_gemm"] is True
     assert fast_bf16_matmul() is True
@@ -198,3 +200,24 @@ def test_topk_screen_matches_direct_on_ties_and_exclude(bf16_gemm, k, seed):
     a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
     b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
+
+
+# ------------------------------------------------------------------------------ benchmarks
+def test_benchmark_providers_force_each_path(seed):
+    """The benchmarks' forced providers really run the path they are named after, side by side in
+    one process, and leave the environment as it was."""
+    from hybrid_fast.benchmarks.infonce import bf16_path, loss_fn, setup, step
+    from hybrid_fast.benchmarks.topk import providers
+
+    before = os.environ.get(ENV)
+    assert bf16_path("hybrid_fast_bf16_tiles", torch.bfloat16) == "bf16 tiles"
+    assert bf16_path("hybrid_fast_upcast", torch.bfloat16) == "upcast"
+    q, p, y = setup(40, 40, 32, torch.bfloat16)
+    losses = [step(loss_fn(name), q, p, y, "full", name).detach()
+              for name in ("hybrid_fast_bf16_tiles", "hybrid_fast_upcast")]
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    qs, c = torch.randn(40, 32), torch.randn(300, 32)
+    fns = providers(qs, c, c.bfloat16(), 7)
+    screen, direct = fns["hybrid_fast exact: bf16-tile screen"](), fns["hybrid_fast fp32"]()
+    assert torch.equal(screen[1], direct[1])
+    assert os.environ.get(ENV) == before
