@@ -196,3 +196,15 @@ def near_tie_data(d=64, N=400, cluster=64, Q=5):
     c[:cluster] = v + gap * torch.randperm(cluster).float()[:, None] * w
     q = v + w + 0.01 * torch.randn(Q, d)
     return q, c[torch.randperm(N)]
+
+
+def tiny_parallel_data(n=24, langs=("en", "de", "es")):
+    """``n`` synthetic parallel QA examples in ``langs`` (a ParallelQADataset); pairs of examples
+    share a paragraph (a false-negative mask group), so masking acts inside and across batches."""
+    from hybrid_fast.data.squad import ParallelQA
+    from hybrid_fast.sampling import ParallelQADataset
+
+    records = {lang: [ParallelQA(f"q{i}", f"a{i // 6}", lang, f"{lang} question number {i} about topic {i % 5}",
+                                 f"{lang} passage {i // 2} says something about {i % 7} and more", 0, "x", i // 2)
+                      for i in range(n)] for lang in langs}
+    return ParallelQADataset(records, langs)

@@ -32,35 +32,33 @@ Isa cpu_isa() {
 }
 
 std::string isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::AVX512: return "avx512";
-    case Isa::AVX2: return "avx2";
-    default: return "default";
-  }
+  static constexpr const char* kNames[] = {"default", "avx2", "avx512"};  // indexed by Isa
+  return kNames[static_cast<int>(isa)];
 }
 
-Bf16Units bf16_units() {
-  static const Bf16Units units = [] {
+namespace {
+Bf16Units detect_bf16_units() {
 #if defined(__x86_64__)
-    if (cpu_isa() != Isa::AVX512) return Bf16Units::NONE;
-    // init_amx() asks the kernel for the AMX tile state (arch_prctl); without it the tile
-    // instructions fault, so the units do not count.
-    if (__builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile") && at::cpu::init_amx()) {
-      return Bf16Units::AMX_BF16;
-    }
-    if (__builtin_cpu_supports("avx512bf16")) return Bf16Units::AVX512_BF16;
+  if (cpu_isa() != Isa::AVX512) return Bf16Units::NONE;
+  // init_amx() asks the kernel for the AMX tile state (arch_prctl); without it the tile
+  // instructions fault, so the units do not count.
+  if (__builtin_cpu_supports("amx-bf16") && __builtin_cpu_supports("amx-tile") && at::cpu::init_amx()) {
+    return Bf16Units::AMX_BF16;
+  }
+  if (__builtin_cpu_supports("avx512bf16")) return Bf16Units::AVX512_BF16;
 #endif
-    return Bf16Units::NONE;
-  }();
+  return Bf16Units::NONE;
+}
+}  // namespace
+
+Bf16Units bf16_units() {
+  static const Bf16Units units = detect_bf16_units();  // probed once, like cpu_isa()
   return units;
 }
 
 std::string bf16_units_name(Bf16Units units) {
-  switch (units) {
-    case Bf16Units::AMX_BF16: return "amx-bf16";
-    case Bf16Units::AVX512_BF16: return "avx512-bf16";
-    default: return "none";
-  }
+  static constexpr const char* kNames[] = {"none", "avx512-bf16", "amx-bf16"};  // indexed by Bf16Units
+  return kNames[static_cast<int>(units)];
 }
 
 std::string bf16_gemm_mode() {

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from hybrid_fast.distributed.testing import run_workers
+from oracle_utils import tiny_parallel_data
 
 # find_spec, not importorskip: spawned ranks import this module, and the hang test needs no transformers.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs transformers")
@@ -59,15 +60,9 @@ def tiny_encoder():
 
 
 def tiny_data(n=30):
-    """``n`` parallel examples in LANGS; pairs of examples share a paragraph (a mask group), so
-    false-negative masking acts inside and across rank slices."""
-    from hybrid_fast.data.squad import ParallelQA
-    from hybrid_fast.sampling import ParallelQADataset
-
-    records = {lang: [ParallelQA(f"q{i}", f"a{i // 6}", lang, f"{lang} question {i} about topic {i % 5}",
-                                 f"{lang} passage {i // 2} tells of {i % 7} and {i % 3}", 0, "x", i // 2)
-                      for i in range(n)] for lang in LANGS}
-    return ParallelQADataset(records, LANGS)
+    """``n`` parallel examples in LANGS (pairs share a paragraph, so false-negative masking acts
+    inside and across rank slices)."""
+    return tiny_parallel_data(n, LANGS)
 
 
 def config(out, **kw):

@@ -193,15 +193,6 @@ def test_topk_exact_auto_is_exact_on_near_ties(bf16_gemm, cluster, N, seed):
     torch.testing.assert_close(exact[0], hf.topk_search(q, c, 10, precision="fp32")[0], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("k", [1, 17, 300])
-def test_topk_screen_matches_direct_on_ties_and_exclude(bf16_gemm, k, seed):
-    q, c = integer_data(41, 300, 16, torch.float32)
-    ex = [[i, 5] for i in range(41)]
-    a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
-    b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
-    assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])
-
-
 # ------------------------------------------------------------------------------ benchmarks
 def test_benchmark_providers_force_each_path(seed):
     """The benchmarks' forced providers really run the path they are named after, side by side in

@@ -144,10 +144,13 @@ def test_exact_screen_resolves_near_ties_that_bf16_cannot(seed, cluster, N):
 
 
 @CPU
+@pytest.mark.parametrize("bf16_gemm", ["off", "on"])  # HYBRID_FAST_BF16_GEMM: both tile paths
+@pytest.mark.parametrize("Q", [9, 41])  # dot-product kernel (<= 32 queries) and GEMM tiles
 @pytest.mark.parametrize("k", [1, 17, 300])
-def test_exact_screen_matches_direct_on_ties_and_exclude(seed, k):
-    q, c = integer_data(9, 300, 16, torch.float32)
-    ex = [[i, 5] for i in range(9)]
+def test_exact_screen_matches_direct_on_ties_and_exclude(seed, k, Q, bf16_gemm, monkeypatch):
+    monkeypatch.setenv("HYBRID_FAST_BF16_GEMM", bf16_gemm)
+    q, c = integer_data(Q, 300, 16, torch.float32)
+    ex = [[i, 5] for i in range(Q)]
     a = search_with_tiles(q, c, k, exclude=ex, exact_strategy="screen", tile_n=32)
     b = search_with_tiles(q, c, k, exclude=ex, exact_strategy="direct")
     assert torch.equal(a[1], b[1]) and torch.equal(a[0], b[0])

@@ -5,8 +5,7 @@ import json
 import pytest
 import torch
 
-from hybrid_fast.data.squad import ParallelQA
-from hybrid_fast.sampling import ParallelQADataset
+from oracle_utils import tiny_parallel_data
 from hybrid_fast.train import TrainConfig, Trainer
 from hybrid_fast.train.config import load_config_file
 
@@ -14,10 +13,7 @@ transformers = pytest.importorskip("transformers")
 
 
 def tiny_data(n=24, langs=("en", "de", "es")):
-    records = {lang: [ParallelQA(f"q{i}", f"a{i // 6}", lang, f"{lang} question number {i} about topic {i % 5}",
-                                 f"{lang} passage {i // 2} says something about {i % 7} and more", 0, "x", i // 2)
-                      for i in range(n)] for lang in langs}
-    return ParallelQADataset(records, langs)
+    return tiny_parallel_data(n, langs)
 
 
 def config(tmp_path, **kw):
