@@ -1,7 +1,7 @@
 """The CUDA backend on a machine without a GPU: the HF_CUDA=CHECK compile check (nvcc compiles
 every kernels/cuda/*.cu and the stable-ABI glue csrc/cuda/*.cpp against the installed torch, CPU
 wheel included; nothing is linked or run) and the registry's answer for backend="cuda" on CPU
-tensors. The GPU behaviour of the backend is tested in tests/test_gpu.py."""
+tensors. The GPU behaviour of the backend is tested in tests/ops/test_topk.py (marker gpu)."""
 from __future__ import annotations
 
 import os

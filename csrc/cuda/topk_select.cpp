@@ -6,7 +6,7 @@
 //                    int segments=1) -> Tensor
 //       scores (R, L) float32 CUDA, unit column stride (row stride >= L: a column slice of a
 //       larger tile is fine); column j is corpus id col_offset + j; exclude (R, E) int64 on the
-//       same device, -1 = none, E <= 4096. -> (R, k) int64 packed keys (kernels/triton/topk.py),
+//       same device, -1 = none, E <= 4096. -> (R, k) int64 packed keys (hybrid_fast/ops/_common/keys.py),
 //       best first, padded with INT64_MIN. NaN scores are never returned; -0 == +0.
 //       segments > 1 (1 <= segments <= L) selects in that many column ranges per row, one thread
 //       block each, then merges them: parallelism when R is small.

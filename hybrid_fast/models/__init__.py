@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ME5_ALIAS = "me5-small-offline"
-#: E5's instruction prefixes (model card of intfloat/multilingual-e5-small; e5.c uses the same).
-E5_PREFIXES = ("query: ", "passage: ")
+from .e5_conventions import E5_PREFIXES, ME5_ALIAS
 
 
 def me5_small_offline_folder() -> Path:

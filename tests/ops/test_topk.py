@@ -195,6 +195,9 @@ def test_no_q_by_n_allocation_in_the_kernel(seed):
     base = current_rss_bytes()
     hf.topk_search(q, c, 10, backend="reference")  # the oracle allocates Q x N: the probe must see it
     assert peak_rss_bytes() - base >= qxn // 2, "peak-RSS probe does not see a Q x N allocation"
+    # A warm-up call first: one-off allocations (the bf16 screen's kernels and buffers, where the
+    # CPU picks it) are not per-call memory and depend on what ran before in this process.
+    hf.topk_search(q, c, 10)
     reset_peak_rss()
     base = current_rss_bytes()
     hf.topk_search(q, c, 10)

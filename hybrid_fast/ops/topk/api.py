@@ -42,7 +42,8 @@ def topk_search(queries, corpus, k, *, metric="ip", exclude=None, precision="exa
         precision: "exact" (default): the exact top-k of the fp32 scores (fp64 for fp64 inputs),
             up to fp32 rounding of the dot products, by the fastest strategy for this CPU
             (:func:`choose_exact_strategy`, :func:`~.cpu_features.fast_bf16_matmul`): "direct"
-            fp32 scoring on CPUs without bf16 matrix units (AMX-BF16, AVX512-BF16), else
+            fp32 scoring on CPUs without AMX-BF16 units (the screen measured slower on
+            AVX512-BF16 without AMX), else
             "screen": bf16 scoring of a candidate set certified through the bound
             :func:`~.screen.bf16_screen_bound`
             (:math:`|\tilde s - s| \le c_d \|q\| \|x\|`, :math:`c_d \approx 2^{-7}`), then an fp32
