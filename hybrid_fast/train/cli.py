@@ -23,7 +23,7 @@ def run_train(args: argparse.Namespace) -> int:
     the trainer runs DDP (``--batch-size`` is the global batch); rank 0 prints the summary."""
     from pathlib import Path
 
-    from ..preflight import check_model, check_writable, require_modules
+    from ..preflight import UsageError, check_model, check_writable, require_modules
 
     cfg = config_from_args(args)
     require_modules("train", cfg.model)
@@ -36,7 +36,12 @@ def run_train(args: argparse.Namespace) -> int:
     if not context.is_main:
         logging.getLogger().setLevel(logging.WARNING)  # one log: rank 0's
     try:
-        summary = Trainer(cfg).train(resume=args.resume)  # picks up the group joined above
+        try:
+            trainer = Trainer(cfg)  # picks up the group joined above; reads the data
+        except FileNotFoundError as err:  # the model was checked above: this is the data folder
+            raise UsageError(f"--data-dir: expected a folder holding xquad/ (XQuAD, SQuAD JSON per "
+                             f"language), got {str(cfg.data_dir)!r} ({err})") from None
+        summary = trainer.train(resume=args.resume)
     finally:
         shutdown_distributed()
     summary.pop("losses")

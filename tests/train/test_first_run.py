@@ -277,3 +277,12 @@ def test_missing_optional_dependency_fails_before_work_naming_the_extra(monkeypa
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
     code, err = run_cli(["experiment", "--quick", "--output", str(tmp_path / "r.json")], capsys)
     assert code == 2 and "['transformers']" in err and "hybrid_fast[all]" in err and len(err.splitlines()) == 1
+
+
+def test_train_names_a_missing_data_dir(tmp_path, capsys):
+    code, err = run_cli(["train", "--data-dir", str(tmp_path / "none"), "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2, err
+    # one error line (the model loads first, so transformers' weight-loading bar may precede it)
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if "error" in ln] == [err.splitlines()[-1]], err
+    assert "--data-dir: expected a folder holding xquad/" in err and str(tmp_path / "none") in err
+    assert not (tmp_path / "run" / "config.json").exists()
