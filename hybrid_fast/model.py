@@ -251,11 +251,12 @@ class BiEncoder(nn.Module):
             prefixes = own if any(own.values()) else dict(DEFAULT_PREFIXES)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        config = {**self.config_dict(), "query_prefix": prefixes["query"], "passage_prefix": prefixes["passage"]}
+        (folder / BIENCODER_CONFIG).write_text(json.dumps(config, indent=1))
+        # last: write_st_files ends with modules.json, the mark of a complete folder
         write_st_files(folder, hidden_size=self.model.config.hidden_size, pooling=self.pooling,
                        normalize=self.normalize, max_seq_length=max(self.max_lengths.values()),
                        query_prefix=prefixes["query"], passage_prefix=prefixes["passage"])
-        config = {**self.config_dict(), "query_prefix": prefixes["query"], "passage_prefix": prefixes["passage"]}
-        (folder / BIENCODER_CONFIG).write_text(json.dumps(config, indent=1))
         return folder
 
     # ------------------------------------------------------------------ training path

@@ -56,7 +56,7 @@ def require_modules(command: str, model: str | None = None) -> None:
 def check_writable(path: str | os.PathLike, flag: str) -> Path:
     """Create the parent folder of ``path`` and probe that a file can be written there."""
     path = Path(path)
-    if path.is_dir() and flag != "--work-dir":
+    if path.is_dir():
         raise UsageError(f"{flag}: expected a file path, got the folder {str(path)!r}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

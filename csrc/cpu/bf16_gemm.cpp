@@ -81,8 +81,8 @@ void pack_vnni(const at::Tensor& b, bool transposed, PackedB& out) {
 }  // namespace
 
 PackedB pack_b(const at::Tensor& b, bool transposed) {
-  TORCH_INTERNAL_ASSERT(b.scalar_type() == at::kBFloat16 || b.scalar_type() == at::kFloat);
-  check_operand(b, b.scalar_type());
+  TORCH_INTERNAL_ASSERT(b.scalar_type() == at::kBFloat16);
+  check_operand(b, at::kBFloat16);
   PackedB out;
   out.k = transposed ? b.size(1) : b.size(0);
   out.n = transposed ? b.size(0) : b.size(1);
@@ -92,8 +92,7 @@ PackedB pack_b(const at::Tensor& b, bool transposed) {
   }
   const int64_t k = out.k;
   out.data = at::empty({(out.n + kColBlock - 1) / kColBlock, k / 2, kColBlock, 2}, b.options().dtype(at::kBFloat16));
-  if (b.scalar_type() == at::kFloat) pack_vnni<float>(b, transposed, out);
-  else pack_vnni<bf16>(b, transposed, out);
+  pack_vnni<bf16>(b, transposed, out);
   if (k % 2) {
     // The rank-1 update multiplies by B's last row as the packed values would: bf16-rounded.
     const at::Tensor last = transposed ? b.select(1, k - 1) : b.select(0, k - 1);

@@ -26,8 +26,7 @@ struct PackedB {
 };
 
 // B from a row-major matrix: transposed = false: `b` is B (k, n); true: `b` is B^T (n, k)
-// (e.g. the rows of p for S = q p^T). Unit column stride required. bf16, or fp32 (then rounded
-// to nearest bf16 while packing: the gradient tiles).
+// (e.g. the rows of p for S = q p^T). Unit column stride required; bf16.
 PackedB pack_b(const at::Tensor& b, bool transposed);
 
 // C (+)= A B; accumulate = false overwrites C (which may be uninitialised). A (m, k) bf16 and C

@@ -193,7 +193,7 @@ void run_infonce(const Problem& pr, T scale, Request req, Outputs<T>& out) {
       if (bf16) {  // out.dp is a (N, d) view of a (d, N) buffer: dp_rows.t() is row-major
         at::Tensor Gb = g_buf.narrow(0, 0, rb * nc).view({rb, nc}).copy_(G);
         gemm_bf16_f32(Gb, p_grad[c0 / Nt], dq_rows, /*accumulate=*/c0 != 0);
-        gemm_bf16_f32(qbT, pack_b(G, /*transposed=*/false), dp_rows.t(), /*accumulate=*/r0 != 0);
+        gemm_bf16_f32(qbT, pack_b(Gb, /*transposed=*/false), dp_rows.t(), /*accumulate=*/r0 != 0);
         return;
       }
       if (c0 == 0) at::mm_out(dq_rows, G, pr.p.narrow(0, c0, nc));

@@ -66,8 +66,6 @@ def faiss_index(corpus):
 def providers(q, corpus, corpus_bf16, k, index=None):
     """The compared searches, name -> zero-argument callable; ``index``: :func:`faiss_index`."""
     import hybrid_fast as hf
-    from hybrid_fast.ops.topk.api import search_with_tiles
-
     from ..ops.topk.api import search_with_tiles
 
     def screen_on_bf16_tiles():  # the strategy "auto" picks on CPUs with bf16 units, forced here

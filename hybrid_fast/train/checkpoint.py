@@ -50,7 +50,7 @@ def save_checkpoint(folder: str | os.PathLike, *, model, optimizer, scheduler, s
     partial.mkdir(parents=True)
     torch.save({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "sampler": sampler.state_dict(), "rng": rng_states[0], "rng_ranks": rng_states, "trainer": trainer_state,
+        "sampler": sampler.state_dict(), "rng_ranks": rng_states, "trainer": trainer_state,
     }, partial / "state.pt")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
@@ -84,7 +84,7 @@ def load_checkpoint(path: str | os.PathLike, *, model, optimizer, scheduler, sam
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     sampler.load_state_dict(state["sampler"])
-    streams = state.get("rng_ranks", [state["rng"]])
+    streams = state["rng_ranks"] if "rng_ranks" in state else [state["rng"]]  # "rng": older checkpoints
     if len(streams) == world_size:
         set_rng_state(streams[rank])
     else:
