@@ -9,6 +9,7 @@ only when the command line is parsed, so ``import hybrid_fast`` stays light:
     hybrid-fast bench distributed         cross-rank negatives on W gloo ranks (benchmarks/distributed.py)
     hybrid-fast eval ...                  retrieval evaluation (eval/cli.py)
     hybrid-fast train / experiment ...    hybrid batch training (train/cli.py)
+    hybrid-fast report RESULTS.json       an experiment's report.md and plots again (train/cli.py)
 """
 from __future__ import annotations
 

@@ -112,9 +112,11 @@ def write_json(result: dict, path: str | Path) -> Path:
     return write_text_atomic(path, json.dumps(clean(result), indent=2, ensure_ascii=False) + "\n")
 
 
-def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP") -> Path | None:
+def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lingual mAP", *,
+                         diverging: bool = False) -> Path | None:
     """Save a PNG heatmap of ``result["cross_matrix"]["map"]`` (rows: query language); None
-    (nothing drawn) without matplotlib."""
+    (nothing drawn) without matplotlib. ``diverging``: a signed difference, on a red-blue scale
+    symmetric about 0 (blue positive) instead of viridis on [0, 1]."""
     plt = pyplot()
     if plt is None:
         return None
@@ -123,7 +125,12 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     matrix = result["cross_matrix"]["map"]
     size = max(4.0, 1.0 + 0.55 * len(languages))
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
+    if diverging:
+        finite = [abs(v) for row in matrix for v in row if v is not None and not math.isnan(v)]
+        bound = max(finite, default=0.0) or 1e-3
+        image = ax.imshow(matrix, vmin=-bound, vmax=bound, cmap="RdBu")
+    else:
+        image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
     ax.set_xticks(range(len(languages)), languages)
     ax.set_yticks(range(len(languages)), languages)
     ax.set_xlabel("candidate language")
@@ -131,8 +138,9 @@ def cross_matrix_heatmap(result: dict, path: str | Path, title: str = "Cross-lin
     for i, values in enumerate(matrix):
         for j, value in enumerate(values):
             if value is not None and not math.isnan(value):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if value < 0.6 else "black")
+                dark = abs(value) > 0.6 * bound if diverging else value < 0.6
+                ax.text(j, i, f"{value:+.2f}" if diverging else f"{value:.2f}", ha="center", va="center",
+                        fontsize=7, color="white" if dark else "black")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()

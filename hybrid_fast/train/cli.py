@@ -1,4 +1,4 @@
-"""``hybrid-fast train`` and ``hybrid-fast experiment`` (also ``python -m hybrid_fast.train.cli``).
+"""``hybrid-fast train``, ``experiment`` and ``report`` (also ``python -m hybrid_fast.train.cli``).
 
     hybrid-fast train --config run.yaml --sampler hybrid --alpha 0.5 --max-steps 300 --output-dir runs/h
     hybrid-fast train --output-dir runs/h --resume          # continue a killed run
@@ -6,6 +6,8 @@
     torchrun --nproc_per_node=4 --no-python hybrid-fast train --batch-size 256 ...    # the same
     hybrid-fast experiment --quick                     # packaged sample (or $HYBRID_FAST_DATA), runs/quick/
     hybrid-fast experiment --data ../shared/data --output results/replication/replication.json
+    hybrid-fast experiment ... (the same command again)  # after a crash: finished arms/seeds are reused
+    hybrid-fast report results/replication/replication.json --work-dir runs/replication  # report.md again
 """
 from __future__ import annotations
 
@@ -57,7 +59,7 @@ def run_experiment(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add the ``train`` and ``experiment`` sub-commands to an argparse ``subparsers``."""
+    """Add the ``train``, ``experiment`` and ``report`` sub-commands to an argparse ``subparsers``."""
     train = subparsers.add_parser("train", help="train a bi-encoder with hybrid (or baseline) batches",
                                   description="Every TrainConfig field is a flag; --config FILE (YAML/JSON) "
                                               "sets defaults that flags override.")
@@ -89,6 +91,21 @@ def register(subparsers) -> None:
     exp.add_argument("--keep-models", action="store_true", help="keep each arm's model folder (<work-dir>/<arm>-seed<s>/model)")
     add_config_arguments(exp, exclude=("sampler", "seed", "output_dir", "data_dir"))
     exp.set_defaults(func=run_experiment)
+
+    report = subparsers.add_parser("report", help="rebuild an experiment's report.md and plots from its files")
+    report.add_argument("results", help="the experiment's results JSON (per_query.json beside it or in --report-dir)")
+    report.add_argument("--work-dir", default=None, help="the experiment's run folders (loss curves; default: "
+                                                         "the JSON's folder)")
+    report.add_argument("--report-dir", default=None, help="where report.md and the plots go (default: the JSON's folder)")
+    report.set_defaults(func=run_report)
+
+
+def run_report(args) -> int:
+    """``hybrid-fast report``: :func:`~hybrid_fast.train.experiment_report.rebuild_report`."""
+    from .experiment_report import rebuild_report
+
+    print(f"wrote {rebuild_report(args.results, work_dir=args.work_dir, report_dir=args.report_dir)}")
+    return 0
 
 
 def build_parser():

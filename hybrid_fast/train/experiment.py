@@ -31,9 +31,9 @@ import numpy as np
 
 from .._atomic import write_text_atomic
 from ..data.xquad_split import build_datasets, load_xquad, xquad_r_test_set
-from ..eval.report import plot_metrics
+from ..eval.report import plot_metrics, write_json
 from .config import TrainConfig, config_from_args
-from .experiment_report import markdown_tables  # noqa: F401  (public here too)
+from .experiment_report import markdown_tables, per_language_means, report_title, write_report  # noqa: F401
 from .presets import PRESET_SEEDS, PRESETS
 from .trainer import Trainer, seed_everything
 
@@ -214,6 +214,50 @@ def compare_arms(per_query: dict[str, list[dict]], *, reference: str = "hybrid",
     return out
 
 
+#: One arm and seed's evaluation (with its per-query values), written atomically into its run
+#: folder when it is done: a rerun of the same experiment after a crash or a kill reuses it.
+FINISHED_RUN = "evaluation.json"
+
+
+def run_fingerprint(base: TrainConfig, arm: str, seed: int, test, beir: dict) -> dict:
+    """What one arm and seed's evaluation depends on: the settings (less bookkeeping fields), the
+    arm, the seed, the test set and the BEIR folders. A finished run is reused only when its
+    recorded fingerprint is equal."""
+    settings = {k: v for k, v in base.to_dict().items()
+                if k not in ("output_dir", "save_every", "log_every", "progress", "eval_every")}
+    return {"settings": settings, "arm": arm, "seed": seed, "test_set": test.summary(),
+            "beir": {name: [str(Path(d.folder).resolve()), d.summary()] for name, d in beir.items()}}
+
+
+def load_finished_run(run_dir: Path, fingerprint: dict) -> dict | None:
+    """The evaluation recorded in ``run_dir/``:data:`FINISHED_RUN` when its fingerprint equals
+    ``fingerprint`` (JSON round trip: tuples compare as lists), else None (absent, unreadable or
+    made with other settings: the run is redone and the file replaced)."""
+    path = run_dir / FINISHED_RUN
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable (%s); the run is redone", path, exc)
+        return None
+    if record.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+        log.info("%s: made with other settings; the run is redone", path)
+        return None
+    return _nan_from_null(record["result"])
+
+
+def _nan_from_null(value):
+    """Undo :func:`~hybrid_fast.eval.report.write_json`'s NaN -> null in metric values."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _nan_from_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_from_null(v) for v in value]
+    return value
+
+
 def summarize(per_seed: list[dict]) -> dict:
     """Means over seeds (and ``*_std`` sample standard deviations) of the headline figures, plus
     ``per_seed`` (each seed's headline figures)."""
@@ -287,6 +331,16 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
     for arm in arms:
         per_seed = []
         for seed in (seeds[:1] if arm == "zero-shot" else seeds):
+            run_dir = work_dir / (arm if arm == "zero-shot" else f"{arm}-seed{seed}")
+            fingerprint = run_fingerprint(base, arm, seed, test, beir)
+            r = load_finished_run(run_dir, fingerprint)
+            if r is not None:  # finished by an earlier, interrupted call with the same settings
+                log.info("%s seed %d: reusing %s", arm, seed, run_dir / FINISHED_RUN)
+                if arm != "zero-shot":
+                    curves.setdefault(arm, []).append(run_dir / "metrics.jsonl")
+                per_query[arm].append(strip_per_query(r))
+                per_seed.append(r)
+                continue
             if arm == "zero-shot":
                 seed_everything(seed)
                 model = BiEncoder.from_pretrained(base.model, pooling=base.pooling, normalize=base.similarity == "cos",
@@ -308,19 +362,17 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
                 r["train"] = train_info
             log.info("%s seed %d: mono %.3f cross %.3f multi %.3f rank distance %.1f", arm, seed, r["mono"]["map"],
                      r["cross"]["map"], r["multi"]["map"], r["rank_distance"])
+            write_json({"fingerprint": fingerprint, "result": r}, run_dir / FINISHED_RUN)
             per_query[arm].append(strip_per_query(r))
             per_seed.append(r)
         results["arms"][arm] = summarize(per_seed)
     results["timing_s"] = time.perf_counter() - started
     results["comparison"] = compare_arms(per_query)
+    results["per_language"] = per_language_means(per_query)
     if report_dir is not None:  # the values behind the CIs, for re-analysis
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         write_text_atomic(Path(report_dir) / "per_query.json", json.dumps(per_query))
-    if report_dir is not None:
-        from .experiment_report import write_report
-
-        write_report(results, report_dir, curves, title=f"hybrid-fast experiment ({len(seeds)} seed(s), "
-                                                        f"{base.max_steps} steps)")
+        write_report(results, report_dir, curves, title=report_title(results))
     return results
 
 

@@ -1,13 +1,18 @@
 """What ``hybrid-fast experiment`` shows and writes besides its JSON: the terminal table (arms as
-rows), the Markdown report and its plots (loss curves, cross-lingual heatmap, headline bar chart).
+rows), the Markdown report (headline, per-language and BEIR tables, bootstrap comparison) and its
+plots (loss curves, each arm's cross-lingual heatmap and hybrid's difference to each baseline,
+headline bar chart). ``hybrid-fast report`` rebuilds the report from a finished run's files.
 
 Plots need matplotlib; without it they are skipped with one warning and the report says so.
 Every file is written atomically.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from .._atomic import write_text_atomic
 
@@ -95,6 +100,75 @@ def comparison_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Per-question XQuAD-R values shown per language (keys of ``per_query.json``'s ``xquad_r``).
+PER_LANGUAGE_METRICS = (("mono_map", "Mono mAP"), ("cross_map", "Cross mAP (query language vs the others)"),
+                        ("multi_map", "Multi mAP"), ("rank_distance", "Rank distance (lower is better)"))
+
+
+def per_language_means(per_query: dict[str, list[dict]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{arm: {lang: {metric: value}}}`` from the per-question values of every seed
+    (``per_query.json``): each seed's mean over the language's questions, then the mean over
+    seeds (a question without relevant candidates in a setting has NaN there and is left out)."""
+    out: dict = {}
+    for arm, runs in per_query.items():
+        if not runs:
+            continue
+        langs = np.asarray(runs[0]["xquad_r"]["lang"])
+        out[arm] = {}
+        for lang in dict.fromkeys(runs[0]["xquad_r"]["lang"]):
+            rows = langs == lang
+            out[arm][lang] = {}
+            for metric, _ in PER_LANGUAGE_METRICS:
+                with np.errstate(all="ignore"):
+                    seeds = [np.nanmean(np.asarray(r["xquad_r"][metric], dtype=float)[rows]) for r in runs]
+                out[arm][lang][metric] = float(np.mean(seeds))
+    return out
+
+
+def per_language_markdown(results: dict) -> str:
+    """One table per metric: arms as rows, XQuAD-R languages as columns (``*``: not a training
+    language), then the macro mean; empty without ``results["per_language"]``."""
+    per_language = results.get("per_language") or {}
+    if not per_language:
+        return ""
+    trained = set(results.get("settings", {}).get("languages") or [])
+    langs = list(next(iter(per_language.values())))
+    header = [f"{lang}*" if trained and lang not in trained else lang for lang in langs]
+    blocks = []
+    for metric, label in PER_LANGUAGE_METRICS:
+        digits = 1 if metric == "rank_distance" else 3
+        lines = [f"**{label}**", "", "| Model | " + " | ".join(header) + " | macro |", "|---|" + "---|" * (len(langs) + 1)]
+        for arm, values in per_language.items():
+            row = [values[lang][metric] for lang in langs]
+            lines.append(f"| {arm} | " + " | ".join(_cell(v, digits=digits) for v in row)
+                         + f" | {_cell(float(np.nanmean(row)), digits=digits)} |")
+        blocks.append("\n".join(lines))
+    note = "\n\n`*`: not a training language (unseen in training)." if trained and any(h.endswith("*") for h in header) else ""
+    return "\n\n".join(blocks) + note + "\n"
+
+
+def heatmaps(results: dict, report_dir: Path, reference: str = "hybrid") -> list[tuple[str, Path | None]]:
+    """Every arm's L x L cross-lingual mAP heatmap, then ``reference`` minus each other arm."""
+    from ..eval.report import cross_matrix_heatmap
+
+    arms = {a: v for a, v in results["arms"].items() if v.get("cross_matrix")}
+    plots = [(f"Cross-lingual mAP of {arm} (rows: query language, columns: candidate language)",
+              cross_matrix_heatmap(v, report_dir / f"heatmap-{arm}.png",
+                                   title=f"{arm}: mAP per query x candidate language (XQuAD-R test articles)"))
+             for arm, v in arms.items()]
+    if reference in arms:
+        ref = np.asarray(arms[reference]["cross_matrix"]["map"], dtype=float)
+        for arm, v in arms.items():
+            if arm == reference:
+                continue
+            diff = {"cross_matrix": {"languages": v["cross_matrix"]["languages"],
+                                     "map": (ref - np.asarray(v["cross_matrix"]["map"], dtype=float)).tolist()}}
+            plots.append((f"{reference} minus {arm}, mAP per language pair (blue: {reference} higher)",
+                          cross_matrix_heatmap(diff, report_dir / f"heatmap-{reference}-minus-{arm}.png",
+                                               title=f"{reference} minus {arm}: mAP difference", diverging=True)))
+    return plots
+
+
 def bar_chart(results: dict, path: str | Path) -> Path | None:
     """Grouped bars: the headline metrics (mono / cross / multi mAP, BEIR nDCG@10) per arm."""
     from ..eval.report import pyplot, save_figure
@@ -124,11 +198,15 @@ def bar_chart(results: dict, path: str | Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str) -> Path:
-    """Plots and ``report.md`` into ``report_dir``; returns the report's path."""
-    from ..eval.report import cross_matrix_heatmap, plot_metrics
+def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str,
+                 per_query: dict[str, list[dict]] | None = None) -> Path:
+    """Plots and ``report.md`` into ``report_dir``; returns the report's path. ``per_query``
+    (``per_query.json``) adds ``results["per_language"]`` when it is not there yet."""
+    from ..eval.report import plot_metrics
 
     report_dir = Path(report_dir)
+    if per_query and not results.get("per_language"):
+        results["per_language"] = per_language_means(per_query)
     plots: list[tuple[str, Path | None]] = [("Headline metrics per arm", bar_chart(results, report_dir / "metrics.png"))]
     firsts = [paths[0] for paths in curves.values()]
     if firsts:
@@ -139,14 +217,13 @@ def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[P
         if len(paths) > 1:
             plots.append((f"{arm}: every seed", plot_metrics(paths, report_dir / f"loss-{arm}.png", title=arm,
                                                              labels=[p.parent.name for p in paths])))
-    heat_arm = "hybrid" if "hybrid" in results["arms"] else next(iter(results["arms"]), None)
-    if heat_arm and results["arms"][heat_arm].get("cross_matrix"):
-        plots.append((f"Cross-lingual mAP of {heat_arm} (rows: query language)",
-                      cross_matrix_heatmap(results["arms"][heat_arm], report_dir / f"heatmap-{heat_arm}.png",
-                                           title=f"{heat_arm}: cross-lingual mAP (XQuAD-R test articles)")))
+    plots += heatmaps(results, report_dir)
     lines = [f"# {title}", "", f"Data: {results.get('data', '?')}; test set: {results['test_set']}.", "",
              "```", results_table(results), "```", "", "## XQuAD-R (mean ± std over seeds)", "",
              markdown_tables(results)]
+    per_language = per_language_markdown(results)
+    if per_language:
+        lines += ["## XQuAD-R per language (mean over seeds; rows: arms, columns: query language)", "", per_language]
     beir = beir_markdown(results)
     if beir:
         lines += ["## BEIR (mean over seeds)", "", beir]
@@ -157,3 +234,36 @@ def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[P
     for caption, path in plots:
         lines.append(f"![{caption}]({path.name})\n" if path else f"({caption}: not drawn, matplotlib is not installed)\n")
     return write_text_atomic(report_dir / "report.md", "\n".join(lines))
+
+
+def report_title(results: dict) -> str:
+    settings = results.get("settings", {})
+    return f"hybrid-fast experiment ({len(settings.get('seeds', []))} seed(s), {settings.get('max_steps', '?')} steps)"
+
+
+def rebuild_report(results_path: str | Path, *, work_dir: str | Path | None = None,
+                   report_dir: str | Path | None = None) -> Path:
+    """``hybrid-fast report``: ``report.md`` and plots again from a finished experiment's files:
+    the results JSON, ``per_query.json`` beside it (per-language tables; skipped when absent)
+    and each run's ``metrics.jsonl`` under ``work_dir`` (default: the JSON's folder)."""
+    results_path = Path(results_path)
+    if not results_path.is_file():
+        raise FileNotFoundError(f"results: expected the JSON file of a finished experiment, got {results_path} "
+                                "(no such file)")
+    results = json.loads(results_path.read_text())
+    if "arms" not in results or "test_set" not in results:
+        raise ValueError(f"results: expected an experiment's results JSON (keys 'arms', 'test_set'), got "
+                         f"{results_path} with keys {sorted(results)[:8]}")
+    work_dir = Path(work_dir) if work_dir else results_path.parent
+    report_dir = Path(report_dir) if report_dir else results_path.parent
+    per_query_path = report_dir / "per_query.json"
+    if not per_query_path.is_file():
+        per_query_path = results_path.parent / "per_query.json"
+    per_query = json.loads(per_query_path.read_text()) if per_query_path.is_file() else None
+    seeds = results.get("settings", {}).get("seeds", [])
+    curves: dict[str, list[Path]] = {}
+    for arm in results["arms"]:
+        paths = [work_dir / f"{arm}-seed{seed}" / "metrics.jsonl" for seed in seeds]
+        if any(p.is_file() for p in paths):
+            curves[arm] = [p for p in paths if p.is_file()]
+    return write_report(results, report_dir, curves, title=report_title(results), per_query=per_query)

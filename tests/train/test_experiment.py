@@ -254,3 +254,128 @@ def test_both_entry_points_merge_preset_file_and_flags_in_config_from_args(comma
     else:
         assert merges[0][0] == {}
         assert (cfg.val_every, cfg.query_max_length) == (50, 64)  # no preset: dataclass defaults
+
+
+# ---------------------------------------------------------------- crash-safe reruns, the report
+@pytest.fixture
+def tiny_experiment(monkeypatch, tmp_path, tiny_model):
+    """``run(arms, **config_changes)`` -> (results, trained): ``run_experiment`` on the tiny XQuAD
+    with the tiny model (seeds 0 and 1, report into ``tmp_path/report``); ``trained`` lists the
+    (arm, seed) pairs that trained in that call."""
+    import hybrid_fast.data as data
+    import hybrid_fast.train.experiment as experiment
+    from hybrid_fast.model import BiEncoder
+    from hybrid_fast.train import TrainConfig
+
+    records = tiny_xquad()
+    monkeypatch.setattr(data, "load_squad_parallel", lambda path, languages=None, **kw: {l: records[l] for l in languages})
+    monkeypatch.setattr(data, "load_lareqa", lambda path, languages: tiny_xquad_r(records, languages))
+    monkeypatch.setattr(BiEncoder, "from_pretrained", staticmethod(lambda name, **kwargs: tiny_model()))
+    trained = []
+    real_init = experiment.Trainer.__init__
+
+    def counting_init(self, cfg, **kwargs):
+        trained.append((cfg.sampler, cfg.seed))
+        real_init(self, cfg, **kwargs)
+
+    monkeypatch.setattr(experiment.Trainer, "__init__", counting_init)
+
+    def run(arms=experiment.ARMS, **changes):
+        trained.clear()
+        base = TrainConfig(languages=list(LANGS), dev_articles=1, test_articles=2, batch_size=4, max_steps=2,
+                           warmup_steps=1, lr=1e-3, val_every=1, val_batches=1, save_every=0, log_every=1,
+                           progress=False).replace(**changes)
+        results = experiment.run_experiment(base, data_dir=tmp_path / "data", seeds=[0, 1], arms=arms,
+                                            work_dir=tmp_path / "runs", report_dir=tmp_path / "report")
+        return results, list(trained)
+
+    return run
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in ("timing_s", "eval_s", "wall_s",
+                                                                             "examples_per_s")}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_a_rerun_reuses_finished_runs_and_redoes_the_rest(tiny_experiment, tmp_path, monkeypatch):
+    """Each arm/seed's evaluation is recorded when it is done: the same command after a crash
+    trains only what had not finished and reports what one uninterrupted call reports."""
+    import hybrid_fast.train.experiment as experiment
+
+    arms = ("zero-shot", "x-y", "hybrid")
+    full, trained = tiny_experiment(arms)
+    assert trained == [("x-y", 0), ("x-y", 1), ("hybrid", 0), ("hybrid", 1)]
+    assert (tmp_path / "runs" / "zero-shot" / experiment.FINISHED_RUN).is_file()
+    again, trained = tiny_experiment(arms)
+    assert trained == []
+    assert without_timings(again) == without_timings(full)
+
+    # A crash in hybrid seed 1's evaluation: zero-shot, x-y and hybrid seed 0 are kept.
+    (tmp_path / "runs" / "hybrid-seed1" / experiment.FINISHED_RUN).unlink()
+    real_evaluate, calls = experiment.evaluate_model, []
+
+    def crash_on_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("killed")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "evaluate_model", crash_on_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        tiny_experiment(arms)
+    resumed, trained = tiny_experiment(arms)
+    assert trained == [("hybrid", 1)]
+    assert without_timings(resumed) == without_timings(full)  # training is deterministic on the CPU
+
+    # Other settings: nothing is reused.
+    _, trained = tiny_experiment(arms, lr=2e-3)
+    assert trained == [("x-y", 0), ("x-y", 1), ("hybrid", 0), ("hybrid", 1)]
+
+
+def test_report_per_language_tables_heatmaps_and_rebuild(tiny_experiment, tmp_path):
+    """Per-language figures from the per-question values equal the evaluation's own per-language
+    figures; report.md holds their tables and every arm's heatmap; ``hybrid-fast report`` rebuilds
+    the same report.md from the files."""
+    import json
+
+    import hybrid_fast.train.experiment as experiment
+    from hybrid_fast.cli import main
+    from hybrid_fast.eval.report import write_json
+
+    pytest.importorskip("matplotlib")
+    results, _ = tiny_experiment()
+    for arm in experiment.TRAINED_ARMS:
+        seeds = [json.loads((tmp_path / "runs" / f"{arm}-seed{s}" / experiment.FINISHED_RUN).read_text())["result"]
+                 for s in (0, 1)]
+        for lang in LANGS:
+            for metric in ("mono_map", "cross_map", "multi_map", "rank_distance"):
+                expected = np.mean([r["per_language"][lang][metric] for r in seeds])
+                assert results["per_language"][arm][lang][metric] == pytest.approx(expected, rel=1e-9), (arm, lang)
+    report_dir = tmp_path / "report"
+    report = (report_dir / "report.md").read_text()
+    assert "## XQuAD-R per language" in report and "| hybrid |" in report
+    for arm in experiment.ARMS:
+        assert (report_dir / f"heatmap-{arm}.png").is_file()
+        assert arm == "hybrid" or (report_dir / f"heatmap-hybrid-minus-{arm}.png").is_file()
+    # Rebuilt from results JSON + per_query.json + metrics.jsonl (older JSONs lack per_language).
+    results.pop("per_language")
+    write_json(results, tmp_path / "results.json")
+    (report_dir / "report.md").unlink()
+    assert main(["report", str(tmp_path / "results.json"), "--work-dir", str(tmp_path / "runs"),
+                 "--report-dir", str(report_dir)]) == 0
+    assert (report_dir / "report.md").read_text() == report
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
+
+
+def test_per_language_tables_mark_languages_unseen_in_training():
+    from hybrid_fast.train.experiment_report import per_language_markdown
+
+    values = {"mono_map": 0.5, "cross_map": 0.25, "multi_map": 0.125, "rank_distance": 3.0}
+    text = per_language_markdown({"settings": {"languages": ["en"]},
+                                  "per_language": {"hybrid": {"en": values, "el": dict(values, mono_map=0.25)}}})
+    assert "| Model | en | el* | macro |" in text and "not a training language" in text
+    assert "| hybrid | 0.500 | 0.250 | 0.375 |" in text
