@@ -98,17 +98,15 @@ def check_model(name: str, flag: str = "--model") -> None:
                          f"loaded, got {name!r} ({reason})") from None
 
 
-BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
+def check_beir_dirs(dirs: Iterable[str | os.PathLike], flag: str = "--beir", split: str = "test") -> None:
+    """Every folder must hold the BEIR files of ``split`` (the loader's check:
+    :func:`hybrid_fast.data.beir.missing_beir_files`)."""
+    from .data.beir import beir_files, missing_beir_files
 
-
-def check_beir_dirs(dirs: Iterable[str | os.PathLike], flag: str = "--beir") -> None:
-    """Every folder must hold the BEIR files (:data:`BEIR_FILES`)."""
+    expected = ", ".join(beir_files(split))
     for folder in dirs:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise UsageError(f"{flag}: expected a BEIR folder ({', '.join(BEIR_FILES)}), got {str(folder)!r} "
-                             "(not a folder)")
-        missing = [f for f in BEIR_FILES if not (folder / f).is_file()]
+        missing = missing_beir_files(folder, split)
+        if missing is None:
+            raise UsageError(f"{flag}: expected a BEIR folder ({expected}), got {str(folder)!r} (not a folder)")
         if missing:
-            raise UsageError(f"{flag}: expected a BEIR folder ({', '.join(BEIR_FILES)}), got {str(folder)!r} "
-                             f"(missing {missing})")
+            raise UsageError(f"{flag}: expected a BEIR folder ({expected}), got {str(folder)!r} (missing {missing})")
