@@ -20,6 +20,7 @@ from typing import Sequence
 
 import torch
 
+from ._atomic import atomic_path, write_text_atomic
 from .model import (  # noqa: F401  (resolve_model, offline_minilm_path, pool: public here too)
     DEFAULT_PREFIXES,
     BiEncoder,
@@ -187,13 +188,13 @@ class Encoder(BiEncoder):
         return self._cache
 
     def _save_shard(self, keys: list[str], embeddings: torch.Tensor) -> None:
+        """Write one cache shard atomically (a crash leaves no partial ``shard-*.pt``; the
+        temporary file's name starts with a dot, so :meth:`_load_cache` never reads it)."""
         folder = self._cache_folder()
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "identity.json").write_text(json.dumps(self.identity(), indent=1))
+        write_text_atomic(folder / "identity.json", json.dumps(self.identity(), indent=1))
         digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        partial = folder / f"shard-{digest}.pt.part"
-        torch.save({"keys": keys, "embeddings": embeddings.clone()}, partial)
-        partial.replace(folder / f"shard-{digest}.pt")
+        with atomic_path(folder / f"shard-{digest}.pt") as partial:
+            torch.save({"keys": keys, "embeddings": embeddings.clone()}, partial)
 
     # ------------------------------------------------------------------ encoding
     def encode(

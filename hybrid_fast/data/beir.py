@@ -22,11 +22,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._io import iter_jsonl, iter_lines, require
-from .sources import resolve_data_dir
+from .sources import missing_files, resolve_data_dir
 
 log = logging.getLogger(__name__)
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
+
+
+def beir_files(split: str = "test") -> list[str]:
+    """The files a BEIR folder holds for ``split`` (relative paths), as :func:`load_beir` reads them."""
+    return ["corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"]
+
+
+def missing_beir_files(folder: str | os.PathLike, split: str = "test") -> list[str] | None:
+    """The files of :func:`beir_files` that ``folder`` lacks (``[]``: a complete BEIR folder;
+    None: ``folder`` is not a folder). The check :func:`load_beir` makes, for a caller that checks
+    before any work (:func:`hybrid_fast.preflight.check_beir_dirs`)."""
+    folder = Path(folder).expanduser()
+    return missing_files(folder, beir_files(split)) if folder.is_dir() else None
 
 
 @dataclass
@@ -171,8 +184,7 @@ def load_beir(
     """
     if path is None and name is None:
         raise ValueError("load_beir: expected path= (a BEIR folder) or name= (e.g. 'scifact'), got neither")
-    files = ["corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv"]
-    folder = resolve_data_dir(f"beir/{name}" if name else "beir", path, files=files, download=download)
+    folder = resolve_data_dir(f"beir/{name}" if name else "beir", path, files=beir_files(split), download=download)
     corpus = _read_id_records(folder / "corpus.jsonl", with_title=True)
     all_queries = {k: v["text"] for k, v in _read_id_records(folder / "queries.jsonl", with_title=False).items()}
     qrels_path = folder / "qrels" / f"{split}.tsv"

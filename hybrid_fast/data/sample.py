@@ -82,40 +82,34 @@ def sample_beir_folder() -> Path:
     return sample_root() / "beir" / SAMPLE_BEIR
 
 
-def _experiment_files(languages: Sequence[str]) -> dict[str, list[str]]:
-    return {"xquad": [f"xquad.{lang}.json" for lang in languages], "xquad-r": [f"{lang}.json" for lang in languages]}
+#: The file of a language in each data set folder the experiment reads.
+_LANGUAGE_FILES = {"xquad": "xquad.{lang}.json", "xquad-r": "{lang}.json"}
+
+
+class LanguagesNotInSampleError(FileNotFoundError):
+    """No data folder was given or found and the packaged sample lacks some of the languages."""
+
+
+def _experiment_files(languages: Sequence[str], subsets: Sequence[str]) -> dict[str, list[str]]:
+    return {sub: [_LANGUAGE_FILES[sub].format(lang=lang) for lang in languages] for sub in subsets}
 
 
 def _missing(root: Path, needed: dict[str, list[str]]) -> list[str]:
     return [f"{sub}/{f}" for sub, files in needed.items() for f in files if not (root / sub / f).is_file()]
 
 
-def resolve_experiment_data(path: str | os.PathLike | None, languages: Sequence[str], *,
-                            download: bool | None = None, flag: str = "--data") -> tuple[Path, str]:
-    """Find a folder holding ``xquad/xquad.{lang}.json`` and ``xquad-r/{lang}.json`` for ``languages``.
-
-    Order: ``path`` (only it, when given); ``$HYBRID_FAST_DATA``; the download cache
-    (``$HYBRID_FAST_CACHE/data``); a download into that cache (unless offline or
-    ``download=False``); the packaged sample (one INFO log line says so).
+def locate_experiment_data(languages: Sequence[str], *, download: bool | None = None, flag: str = "--data",
+                           subsets: Sequence[str] = ("xquad", "xquad-r")) -> tuple[Path, str]:
+    """The data folder when none is given: ``$HYBRID_FAST_DATA``; the download cache
+    (``$HYBRID_FAST_CACHE/data``), each when it holds ``subsets`` (``xquad/xquad.{lang}.json``,
+    ``xquad-r/{lang}.json``) for ``languages``; a download into that cache (unless offline or
+    ``download=False``); else the packaged sample (one INFO log line says so), returned without
+    checking that it holds ``languages`` (:func:`check_sample_languages`).
 
     Returns:
         ``(folder, source)``: ``source`` is ``str(folder)`` except ``"packaged sample"``.
-
-    Raises:
-        FileNotFoundError: ``path`` missing or lacking files (the message names ``flag``), or
-            nothing found and the sample lacks a language.
     """
-    needed = _experiment_files(languages)
-    if path is not None:
-        root = Path(path).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f"{flag}: expected a folder holding xquad/ and xquad-r/, got {str(path)!r} "
-                                    "(not a folder)")
-        missing = _missing(root, needed)
-        if missing:
-            raise FileNotFoundError(f"{flag}: expected a folder holding {', '.join(sorted({m for m in missing}))[:300]}, "
-                                    f"got {str(path)!r} (missing {len(missing)} files)")
-        return root, str(root)
+    needed = _experiment_files(languages, subsets)
     roots = [Path(os.environ["HYBRID_FAST_DATA"])] if os.environ.get("HYBRID_FAST_DATA") else []
     roots.append(cache_root() / "data")
     for root in roots:
@@ -130,10 +124,51 @@ def resolve_experiment_data(path: str | os.PathLike | None, languages: Sequence[
         except FileNotFoundError as err:
             log.info("download failed (%s)", str(err).split(";")[0])
     root = sample_root()
-    missing = _missing(root, needed)
-    if missing:
-        raise FileNotFoundError(f"--languages: the packaged sample holds {sample_manifest()['languages']}, got "
-                                f"{list(languages)} (missing {missing[:3]}); pass {flag} DIR with the full sets")
-    log.info("data: using the packaged sample (%s; XQuAD-R of the quick split's test articles only); "
-             "pass %s DIR or set HYBRID_FAST_DATA for the full sets", root, flag)
+    log.info("data: using the packaged sample (%s%s); pass %s DIR or set HYBRID_FAST_DATA for the full sets", root,
+             "; XQuAD-R of the quick split's test articles only" if "xquad-r" in subsets else "", flag)
     return root, SAMPLE_LABEL
+
+
+def check_sample_languages(languages: Sequence[str], *, flag: str = "--data",
+                           subsets: Sequence[str] = ("xquad", "xquad-r")) -> None:
+    """Raise :class:`LanguagesNotInSampleError` (naming ``--languages`` and ``flag``) when the
+    packaged sample lacks ``subsets`` of some of ``languages``."""
+    missing = _missing(sample_root(), _experiment_files(languages, subsets))
+    if missing:
+        raise LanguagesNotInSampleError(f"--languages: the packaged sample holds {sample_manifest()['languages']}, "
+                                        f"got {list(languages)} (missing {missing[:3]}); pass {flag} DIR with the "
+                                        "full sets")
+
+
+def resolve_experiment_data(path: str | os.PathLike | None, languages: Sequence[str], *,
+                            download: bool | None = None, flag: str = "--data",
+                            subsets: Sequence[str] = ("xquad", "xquad-r")) -> tuple[Path, str]:
+    """Find a folder holding ``xquad/xquad.{lang}.json`` and ``xquad-r/{lang}.json`` for ``languages``
+    (``subsets``: only those of the two folders, e.g. ``("xquad",)``).
+
+    Order: ``path`` (only it, when given); else :func:`locate_experiment_data`
+    (``$HYBRID_FAST_DATA``, the download cache, a download, the packaged sample), the sample
+    checked to hold ``languages``.
+
+    Returns:
+        ``(folder, source)``: ``source`` is ``str(folder)`` except ``"packaged sample"``.
+
+    Raises:
+        FileNotFoundError: ``path`` missing or lacking files (the message names ``flag``), or
+            (:class:`LanguagesNotInSampleError`) nothing found and the sample lacks a language.
+    """
+    if path is not None:
+        needed = _experiment_files(languages, subsets)
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{flag}: expected a folder holding {' and '.join(f'{s}/' for s in subsets)}, "
+                                    f"got {str(path)!r} (not a folder)")
+        missing = _missing(root, needed)
+        if missing:
+            raise FileNotFoundError(f"{flag}: expected a folder holding {', '.join(sorted({m for m in missing}))[:300]}, "
+                                    f"got {str(path)!r} (missing {len(missing)} files)")
+        return root, str(root)
+    root, label = locate_experiment_data(languages, download=download, flag=flag, subsets=subsets)
+    if label == SAMPLE_LABEL:
+        check_sample_languages(languages, flag=flag, subsets=subsets)
+    return root, label

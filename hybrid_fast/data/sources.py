@@ -65,7 +65,8 @@ def is_offline() -> bool:
     return any(os.environ.get(var, "").strip().lower() in ("1", "true", "yes") for var in _OFFLINE_ENV)
 
 
-def _missing(folder: Path, files: Sequence[str]) -> list[str]:
+def missing_files(folder: Path, files: Sequence[str]) -> list[str]:
+    """The names of ``files`` (relative to ``folder``) that are not files there."""
     return [f for f in files if not (folder / f).is_file()]
 
 
@@ -105,7 +106,7 @@ def resolve_data_dir(
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"data folder for {name!r} not found: {folder}")
-        missing = _missing(folder, files)
+        missing = missing_files(folder, files)
         if missing:
             raise FileNotFoundError(
                 f"data folder {folder} for {name!r} lacks {missing} (expected files: {list(files)})"
@@ -118,7 +119,7 @@ def resolve_data_dir(
     cached = cache_root() / "data" / name
     candidates.append(cached)
     for folder in candidates:
-        if folder.is_dir() and not _missing(folder, files):
+        if folder.is_dir() and not missing_files(folder, files):
             return folder
 
     allow = (not is_offline()) if download is None else download
@@ -134,7 +135,7 @@ def resolve_data_dir(
             _download_beir(name.split("/", 1)[1], cached)
         elif name in KNOWN_SOURCES and KNOWN_SOURCES[name].url_for is not None:
             source = KNOWN_SOURCES[name]
-            for file_name in _missing(cached, files):
+            for file_name in missing_files(cached, files):
                 _download(source.url_for(file_name), cached / file_name)
         else:
             raise FileNotFoundError(
@@ -145,7 +146,7 @@ def resolve_data_dir(
         if isinstance(err, FileNotFoundError):
             raise
         raise FileNotFoundError(f"could not download dataset {name!r} ({err}); {where}") from None
-    missing = _missing(cached, files)
+    missing = missing_files(cached, files)
     if missing:
         raise FileNotFoundError(f"download of {name!r} did not provide {missing}; {where}")
     return cached

@@ -7,6 +7,7 @@ when a dataset is built (:class:`hybrid_fast.sampling.ParallelQADataset`), not a
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,12 +15,49 @@ if TYPE_CHECKING:
     from ..sampling import ParallelQADataset
     from .lareqa import LareqaDataset
 
+log = logging.getLogger(__name__)
+
+
+def resolve_training_data(config) -> str:
+    """The data folder of a training run: ``config.data_dir``; when it is None, found as the
+    experiment finds its data (:func:`hybrid_fast.data.sample.locate_experiment_data`, XQuAD
+    only, no download): ``$HYBRID_FAST_DATA``, the download cache, else the packaged sample
+    (which holds TrainConfig's default languages; :func:`load_xquad` names the ones it lacks).
+    Logs which folder was chosen."""
+    if config.data_dir is not None:
+        return str(config.data_dir)
+    from .sample import SAMPLE_LABEL, locate_experiment_data
+
+    folder, label = locate_experiment_data(config.languages, download=False, flag="--data-dir", subsets=("xquad",))
+    if label != SAMPLE_LABEL:  # the sample's choice logs itself
+        log.info("data: %s (no --data-dir given: $HYBRID_FAST_DATA, then the download cache)", folder)
+    return str(folder)
+
 
 def load_xquad(config) -> dict:
-    """Parse ``<data_dir>/xquad`` in ``config.languages``: ``{lang: [ParallelQA]}`` (file order)."""
+    """Parse ``<data_dir>/xquad`` in ``config.languages``: ``{lang: [ParallelQA]}`` (file order);
+    ``data_dir`` None: :func:`resolve_training_data`.
+
+    Raises:
+        FileNotFoundError: the folder or a language's file missing (from the loader).
+        ValueError: the folder is the packaged sample and lacks some of ``config.languages`` (the
+            message names ``--languages`` and ``--data-dir``).
+    """
     from . import load_squad_parallel  # the package's name, so a stand-in set there is used
 
-    return load_squad_parallel(Path(config.data_dir) / "xquad", config.languages)
+    folder = Path(resolve_training_data(config))
+    try:
+        return load_squad_parallel(folder / "xquad", config.languages)
+    except FileNotFoundError:
+        from .sample import LanguagesNotInSampleError, check_sample_languages, sample_root
+
+        if folder.resolve() != sample_root().resolve():
+            raise
+        try:  # a language choice the sample cannot serve, not a bad folder
+            check_sample_languages(config.languages, flag="--data-dir", subsets=("xquad",))
+        except LanguagesNotInSampleError as err:
+            raise ValueError(str(err)) from None
+        raise
 
 
 def build_datasets(config, records: dict | None = None

@@ -47,25 +47,21 @@ def sharded_search(local_search: Callable, n_local: int, num_queries: int, k: in
     if not 1 <= k <= total:
         raise ValueError(f"k must satisfy 1 <= k <= N = {total} (rows of all shards together), got k = {k}")
 
+    from ..ops.topk.merge import chunk_topk, sort_rows  # the single-process tie rule: score desc, then id asc
+
     scores = torch.full((num_queries, k), float("-inf"), dtype=score_dtype)
     ids = torch.full((num_queries, k), -1, dtype=torch.int64)
     if n_local > 0:
-        local_ex = None
-        if exclude is not None:
-            inside = (exclude >= offset) & (exclude < offset + n_local)
-            local_ex = torch.where(inside, exclude - offset, torch.full_like(exclude, -1))
-        s, i = local_search(min(k, n_local), local_ex)
+        s, i = chunk_topk(offset, n_local, k, exclude, local_search)  # this shard = the chunk at offset
         kk = s.shape[1]
         scores[:, :kk] = s.cpu()
-        ids[:, :kk] = torch.where(i >= 0, i + offset, i).cpu()
+        ids[:, :kk] = i.cpu()
     if W == 1:
         return scores, ids
     all_scores = all_gather_blocks(scores, process_group)  # (W, Q, k), shards in rank order
     all_ids = all_gather_blocks(ids, process_group)
     if result_on != "all" and rank != result_on:
         return None
-    from ..ops.topk.merge import sort_rows  # the single-process tie rule: score desc, then id asc
-
     return sort_rows(torch.cat(all_scores.unbind(0), 1), torch.cat(all_ids.unbind(0), 1), k)
 
 

@@ -8,6 +8,7 @@ formats results.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import warnings
@@ -25,6 +26,9 @@ _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch
 _NP_STORAGE = {torch.float32: np.float32, torch.float16: np.float16, torch.bfloat16: np.uint16,
                torch.float64: np.float64}
 _DEFAULT_CHUNK_BYTES = 256 << 20
+#: Contents versions, unique in the process: an index takes a new one at creation and at every
+#: change of its vectors or ids, so equal versions on every rank mean no shard changed.
+_VERSIONS = itertools.count()
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -67,8 +71,10 @@ class ExactIndex:
     collective (every rank calls it with the same queries and arguments) that returns global
     positions, merged exactly as one index over the concatenated corpus would
     (:func:`hybrid_fast.distributed.sharded_search`). ``ntotal`` stays this rank's shard size;
-    a shard may be empty or smaller than k. BEIR-style output and doc-id excludes gather the
-    shards' doc ids (``all_gather_object``) at that call.
+    a shard may be empty or smaller than k. BEIR-style output and doc-id excludes need the
+    shards' doc ids: gathered (``all_gather_object``) at the first such call and kept; later
+    calls gather only each rank's contents version (one int64) and gather the ids again when
+    any shard changed since (an ``add`` on any rank).
 
     Storage: vectors added in memory, or (after :meth:`load` with ``mmap=True`` or
     :meth:`from_npy`) a memory-mapped ``.npy`` streamed ``chunk_rows`` rows at a time, so a
@@ -90,7 +96,9 @@ class ExactIndex:
         self._mmap: np.ndarray | None = None
         self._normalized_on_disk = True
         self._doc_ids: list | None = None
-        self._pos_of: dict | None = None
+        self._pos_cache: tuple[list, dict] | None = None  # (the id list it maps, {str(id): position})
+        self._version = next(_VERSIONS)
+        self._gathered: tuple[list, list | None] | None = None  # (every rank's version, their ids)
         self.sharded, self.process_group = sharded, process_group
 
     # ------------------------------------------------------------------ contents
@@ -127,12 +135,18 @@ class ExactIndex:
             if had and self._doc_ids is None:
                 raise ValueError("ids given now but not at an earlier add: give ids at every add or never")
             self._doc_ids = (self._doc_ids or []) + list(ids)
-            self._pos_of = None
         elif self._doc_ids is not None:
             raise ValueError("this index has doc ids: give ids at every add")
         if self.metric == "cosine":
             v = normalize_rows(v.to(compute_dtype(v.dtype)))
         self._chunks.append(v.to(self.dtype).contiguous().cpu())
+        self._changed()
+
+    def _changed(self) -> None:
+        """The vectors or ids changed: a new contents version (seen by every rank at the next
+        sharded id lookup) and no cached id -> position map."""
+        self._version = next(_VERSIONS)
+        self._pos_cache = None
 
     def _corpus(self) -> torch.Tensor:
         if not self._chunks:
@@ -150,12 +164,9 @@ class ExactIndex:
         if any(not isinstance(x, int) for r in rows for x in r):
             if doc_ids is None:
                 raise ValueError("exclude holds doc ids but this index has none; pass positions")
-            if doc_ids is not self._doc_ids:  # the gathered ids of a sharded index: no cache
-                pos = {str(d): j for j, d in enumerate(doc_ids)}
-            elif self._pos_of is None:
-                self._pos_of = pos = {str(d): j for j, d in enumerate(doc_ids)}
-            else:
-                pos = self._pos_of
+            if self._pos_cache is None or self._pos_cache[0] is not doc_ids:  # own or gathered ids
+                self._pos_cache = (doc_ids, {str(d): j for j, d in enumerate(doc_ids)})
+            pos = self._pos_cache[1]
             rows = [[x if isinstance(x, int) else pos.get(str(x), -1) for x in r] for r in rows]
         return rows
 
@@ -196,18 +207,32 @@ class ExactIndex:
         return to_beir(scores, indices, query_ids, doc_ids)
 
     def _gathered_doc_ids(self) -> list | None:
-        """Every shard's doc ids in rank order (a collective), None when no shard has any."""
+        """Every shard's doc ids in rank order (a collective), None when no shard has any.
+
+        Kept between calls: every call all-gathers the ranks' contents versions (one int64 each);
+        the ids themselves are gathered again only when a version differs from the kept one's.
+        Every rank decides alike (same gathered versions; a rank with nothing kept has a version
+        no rank kept, as versions are unique in a process)."""
         import torch.distributed as dist
+
+        from ..distributed.gather import all_gather_blocks
 
         if not dist.is_initialized():
             return self._doc_ids
+        versions = all_gather_blocks(torch.tensor([self._version], dtype=torch.int64), self.process_group)
+        versions = versions.flatten().tolist()
+        if self._gathered is not None and self._gathered[0] == versions:
+            return self._gathered[1]
         parts = [None] * dist.get_world_size(self.process_group)
         dist.all_gather_object(parts, (self.ntotal, self._doc_ids), group=self.process_group)
         if all(ids is None for _, ids in parts):
-            return None
-        if any(ids is None and n > 0 for n, ids in parts):
+            gathered = None
+        elif any(ids is None and n > 0 for n, ids in parts):
             raise ValueError("sharded index: some shards have doc ids and others not; give ids on every rank or none")
-        return [d for _, ids in parts for d in (ids or [])]
+        else:
+            gathered = [d for _, ids in parts for d in (ids or [])]
+        self._gathered = (versions, gathered)
+        return gathered
 
     def _search_sharded(self, q, k, exclude, precision, backend, chunk_rows, result_on):
         from ..distributed.search import sharded_search

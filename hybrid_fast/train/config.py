@@ -25,7 +25,10 @@ class TrainConfig:
     (mean|cls), ``similarity`` (cos|dot), ``scale`` (1/temperature), prefixes (None = the model's
     convention, resolved at construction: ``"query: "``/``"passage: "`` for me5-small-offline, else
     ``DEFAULT_PREFIXES``), max lengths.
-    Data: ``data_dir`` (folder holding ``xquad/``), ``languages`` (training), ``eval_languages``
+    Data: ``data_dir`` (folder holding ``xquad/``; None = ``$HYBRID_FAST_DATA``, the download cache,
+    else the packaged sample, which holds the default ``languages``: resolved and recorded by the
+    trainer, :func:`hybrid_fast.data.xquad_split.resolve_training_data`), ``languages``
+    (training), ``eval_languages``
     (the experiment's XQuAD-R test languages; empty = ``languages``), the article split
     (``dev_articles``/``test_articles`` counts shuffled with ``split_seed``).
     Batches: ``sampler`` (``hybrid``, ``x-x-mono``, ``x-y``, ``en-en``, ``x-x``, ``simcse``),
@@ -53,7 +56,7 @@ class TrainConfig:
     passage_prefix: str | None = None
     query_max_length: int = 64
     passage_max_length: int = 128
-    data_dir: str = "../shared/data"
+    data_dir: str | None = None
     languages: list[str] = field(default_factory=lambda: ["de", "en", "es", "tr", "vi"])
     eval_languages: list[str] = field(default_factory=list)
     dev_articles: int = 6
@@ -172,6 +175,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+#: Help of the flags whose default is resolved later (not the field's None).
+FLAG_DEFAULT_HELP = {
+    "data_dir": "folder holding xquad/ (default: $HYBRID_FAST_DATA, the download cache, else the packaged sample)",
+}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
     """Add ``--config`` and one flag per TrainConfig field (default None = not given)."""
     parser.add_argument("--config", help="YAML or JSON file of TrainConfig fields (flags override it)")
@@ -187,7 +196,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ..
             parser.add_argument(flag, dest=f.name, nargs="+", default=None, help=f"(default {' '.join(default) or 'the training languages'})")
         else:
             kind = {"int": int, "float": float, "str": str, "str | None": str}[str(f.type)]
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default {default!r})")
+            parser.add_argument(flag, dest=f.name, type=kind, default=None,
+                                help=FLAG_DEFAULT_HELP.get(f.name, f"(default {default!r})"))
 
 
 def config_from_args(args: argparse.Namespace, *, preset: Mapping[str, Any] | None = None,

@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..data.xquad_split import build_datasets, load_xquad  # noqa: F401  (load_xquad: public here too)
+from ..data.xquad_split import (  # noqa: F401  (load_xquad: public here too)
+    build_datasets, load_xquad, resolve_training_data)
 from ..distributed.runtime import DistContext, context_of_current_group
 from ..eval.report import plot_metrics, read_metrics  # noqa: F401  (read_metrics: public here too)
 from ..ops.infonce import infonce_loss
@@ -66,7 +67,8 @@ class Trainer:
             seeding with ``config.seed``.
         train_data / val_data: :class:`ParallelQADataset` (read only, so one pair can be shared by
             many trainers); default :func:`build_datasets` (XQuAD under ``config.data_dir`` split
-            by article). ``val_data=None`` with explicit ``train_data`` disables validation.
+            by article; ``data_dir`` None: found by :func:`resolve_training_data`, and recorded).
+            ``val_data=None`` with explicit ``train_data`` disables validation.
         split: the article split behind explicit ``train_data``, written to ``split.json`` (as
             when the trainer builds its datasets); ignored when it builds them.
         eval_hook: ``hook(model, step) -> dict`` called every ``config.eval_every`` steps (e.g.
@@ -95,6 +97,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, model=None, train_data: ParallelQADataset | None = None,
                  val_data: ParallelQADataset | None = None, split: dict[str, list[str]] | None = None,
                  eval_hook: EvalHook | None = None, dist: DistContext | None = None):
+        if train_data is None and config.data_dir is None:  # no --data-dir: env, cache, else the packaged sample
+            config = config.replace(data_dir=resolve_training_data(config))  # config.json records the folder
         self.config = config
         self.dist = context_of_current_group() if dist is None else dist
         self.parallel = DataParallelPlan(self.dist, config.batch_size, cross_rank_negatives=config.cross_rank_negatives)

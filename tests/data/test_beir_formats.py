@@ -116,3 +116,21 @@ def test_eval_cli_same_figures_with_and_without_header(tmp_path, capsys):
     assert main(["eval", "beir", "--model", "minilm-offline", "--data", str(tmp_path / "without"), "--strict",
                  "--no-progress", "--device", "cpu"]) != 0
     assert "absent from queries.jsonl" in capsys.readouterr().err
+
+
+def test_preflight_checks_the_files_the_loader_reads(tmp_path):
+    """preflight's BEIR check is the loader's: a folder with qrels for another split passes for
+    that split (and loads), fails for 'test' naming the qrels file the loader would read."""
+    from hybrid_fast.preflight import UsageError, check_beir_dirs
+
+    folder = write_folder(tmp_path / "dev-only", beir_rows())
+    (folder / "qrels" / "test.tsv").rename(folder / "qrels" / "dev.tsv")
+    check_beir_dirs([folder], "--beir", split="dev")
+    assert load_beir(folder, split="dev").qrels == EXPECTED
+    with pytest.raises(UsageError, match=r"--beir: expected a BEIR folder \(corpus.jsonl, queries.jsonl, "
+                                         r"qrels/test.tsv\), got .*dev-only.* \(missing \['qrels/test.tsv'\]\)"):
+        check_beir_dirs([folder], "--beir")
+    with pytest.raises(FileNotFoundError, match="qrels/test.tsv"):
+        load_beir(folder)
+    with pytest.raises(UsageError, match=r"\(not a folder\)"):
+        check_beir_dirs([tmp_path / "absent"], "--beir", split="dev")

@@ -33,6 +33,19 @@ def _data(seed=7, n=41, q=9, d=5):
 LAYOUTS = {2: [(0, 23), (23, 41)], 3: [(0, 3), (3, 3), (3, 41)]}
 
 
+def _count_calls(module, name):
+    """Wrap ``module.name`` (for the rest of this worker process): the returned list grows by
+    one per call."""
+    calls, real = [], getattr(module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    setattr(module, name, counting)
+    return calls
+
+
 def _worker(rank, world, queries, corpus, exclude):
     lo, hi = LAYOUTS[world][rank]
     shard = corpus[lo:hi]
@@ -46,8 +59,17 @@ def _worker(rank, world, queries, corpus, exclude):
     if hi > lo:
         index.add(shard, ids=[f"doc{j}" for j in range(lo, hi)])
     out["index"] = index.search(queries, K)
-    out["index_beir"] = index.search(queries, K, query_ids=[f"q{i}" for i in range(queries.shape[0])],
-                                     exclude=[[f"doc{j}" for j in row if j >= 0] for row in exclude.tolist()])
+    id_gathers = _count_calls(torch.distributed, "all_gather_object")
+    beir_args = dict(query_ids=[f"q{i}" for i in range(queries.shape[0])],
+                     exclude=[[f"doc{j}" for j in row if j >= 0] for row in exclude.tolist()])
+    out["index_beir"] = index.search(queries, K, **beir_args)
+    out["index_beir_again"] = index.search(queries, K, **beir_args)  # the kept ids: no gather
+    gathers_before_add = len(id_gathers)
+    if rank == world - 1:  # one rank adds: every rank must gather the ids again and see it
+        index.add(queries[:1] * 10, ids=["new"])
+    out["after_add"] = index.search(queries[:1], 1, query_ids=["q0"])
+    index.search(queries[:1], 1, query_ids=["q0"])
+    out["id_gathers"] = (gathers_before_add, len(id_gathers))
     try:
         sharded_topk_search(queries, shard, corpus.shape[0] + 1)
         out["k_too_big"] = None
@@ -95,6 +117,18 @@ def test_sharded_index_equals_single_index(sharded):
     for r in range(W):
         _assert_same(results[r]["index"], want, f"W={W} rank {r} ExactIndex")
         assert results[r]["index_beir"] == want_beir
+        assert results[r]["index_beir_again"] == want_beir
+
+
+def test_sharded_index_gathers_doc_ids_once_until_a_shard_changes(sharded):
+    """Two BEIR-style searches gather the shards' doc ids once; an add on one rank makes every
+    rank gather them again (once), and the added document is found."""
+    W, results = sharded
+    queries, _, _ = _data()
+    best = float((queries[0] * 10) @ queries[0])
+    for r in range(W):
+        assert results[r]["id_gathers"] == (1, 2), f"rank {r}"
+        assert results[r]["after_add"] == {"q0": {"new": best}}, f"rank {r}"
 
 
 def test_k_larger_than_all_shards_is_rejected_on_every_rank(sharded):

@@ -531,3 +531,23 @@ def test_topk_cuda_exact_screen_matches_direct(backend, seed):
     b = hf.topk_search(q, x, 17, backend=backend, precision="fp32")
     assert a[0].device.type == "cuda"
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_tile_masking_of_excludes_equals_the_whole_matrix_masking():
+    """The one exclude mask (the reference's, and the CUDA backend's per tile for lists too long
+    for its kernel): masking tile by tile at the tiles' first ids masks what masking the whole
+    (Q, N) score matrix masks; -1 entries and ids of other tiles are left alone."""
+    from hybrid_fast.ops.topk.inputs import mask_excluded
+
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randn(4, 23, generator=g)
+    exclude = torch.tensor([[0, 22, -1], [5, 5, 11], [-1, -1, -1], [7, 12, 17]])
+    whole = mask_excluded(scores.clone(), exclude, value=float("nan"))
+    expected = scores.clone()
+    for r, ids in enumerate(exclude.tolist()):
+        for j in ids:
+            if j >= 0:
+                expected[r, j] = float("nan")
+    torch.testing.assert_close(whole, expected, equal_nan=True, rtol=0, atol=0)
+    tiles = [mask_excluded(scores[:, n0:n0 + 6].clone(), exclude, n0, float("nan")) for n0 in range(0, 23, 6)]
+    torch.testing.assert_close(torch.cat(tiles, 1), expected, equal_nan=True, rtol=0, atol=0)

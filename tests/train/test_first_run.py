@@ -286,3 +286,54 @@ def test_train_names_a_missing_data_dir(tmp_path, capsys):
     assert "Traceback" not in err and [ln for ln in err.splitlines() if "error" in ln] == [err.splitlines()[-1]], err
     assert "--data-dir: expected a folder holding xquad/" in err and str(tmp_path / "none") in err
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+# ---------------------------------------------------------------- train without --data-dir
+def test_train_data_resolves_like_the_experiment_without_data_dir(tmp_path, monkeypatch, caplog):
+    """No --data-dir: $HYBRID_FAST_DATA (XQuAD alone is enough to train), the cache, else the
+    packaged sample (logged), which holds the default training languages; an explicit folder is
+    used as given; languages the sample lacks are a clear error naming both flags."""
+    from hybrid_fast.data.xquad_split import load_xquad, resolve_training_data
+    from hybrid_fast.train.config import TrainConfig
+
+    default = TrainConfig()
+    assert default.data_dir is None
+    with caplog.at_level(logging.INFO, logger="hybrid_fast.data.sample"):
+        assert resolve_training_data(default) == str(sample_root())
+    assert [r.message for r in caplog.records if "packaged sample" in r.message]
+    assert not (sample_root() / "xquad-r" / "ar.json").exists()  # the sample is the fallback, not a full set
+    env = tmp_path / "env"
+    (env / "xquad").mkdir(parents=True)
+    for lang in default.languages:
+        (env / "xquad" / f"xquad.{lang}.json").write_text("{}")
+    monkeypatch.setenv("HYBRID_FAST_DATA", str(env))
+    assert resolve_training_data(default) == str(env)
+    explicit = str(tmp_path / "none")
+    assert resolve_training_data(TrainConfig(data_dir=explicit)) == explicit  # checked by the loader, as before
+    monkeypatch.delenv("HYBRID_FAST_DATA")
+    assert sorted(load_xquad(TrainConfig(languages=["vi", "en"]))) == ["en", "vi"]  # from the sample
+    with pytest.raises(ValueError, match=r"^--languages: the packaged sample holds .*'ar'.*pass --data-dir DIR"):
+        load_xquad(TrainConfig(languages=["en", "ar"]))
+    with pytest.raises(FileNotFoundError, match="none"):  # an explicit folder: the loader's error, as before
+        load_xquad(TrainConfig(data_dir=explicit, languages=["en", "ar"]))
+
+
+def test_trainer_without_data_dir_trains_on_the_sample_and_records_it(tiny_model, tmp_path):
+    from hybrid_fast.train.config import TrainConfig
+    from hybrid_fast.train.trainer import Trainer
+
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), batch_size=4, max_steps=1, val_every=0, save_every=0,
+                      log_every=1, progress=False, languages=["en", "de"])
+    trainer = Trainer(cfg, model=tiny_model())
+    assert trainer.config.data_dir == str(sample_root()) and cfg.data_dir is None
+    trainer.train(save_model=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_dir"] == str(sample_root())
+
+
+def test_train_cli_names_languages_missing_from_the_sample(tmp_path, capsys):
+    code, err = run_cli(["train", "--languages", "en", "ar", "--output-dir", str(tmp_path / "run")], capsys)
+    assert code == 2, err
+    # one error line (the model loads first, so transformers' weight-loading bar may precede it)
+    assert "Traceback" not in err and [ln for ln in err.splitlines() if "error" in ln] == [err.splitlines()[-1]], err
+    assert "error: --languages: the packaged sample holds" in err and "--data-dir DIR" in err
+    assert not (tmp_path / "run" / "config.json").exists()

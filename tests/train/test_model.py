@@ -54,3 +54,20 @@ def test_missing_alias_package_is_named(monkeypatch):
         model_module.resolve_model_name("absent")
     with pytest.raises(ValueError, match="pooling"):
         model_module.BiEncoder(None, None, pooling="max")
+
+
+def test_preflight_reads_the_alias_package_from_the_alias_table(monkeypatch):
+    """One table says which package an alias needs: an alias added to MODEL_ALIASES is checked
+    by preflight (before any work) and resolved by the model with the same names."""
+    from hybrid_fast import model as model_module
+    from hybrid_fast import preflight
+
+    monkeypatch.setitem(model_module.MODEL_ALIASES, "absent",
+                        model_module.ModelAlias("no_such_module_hf", "no-such-package"))
+    with pytest.raises(preflight.MissingDependencyError, match="no-such-package"):
+        preflight.require_modules("eval", "absent")
+    with pytest.raises(FileNotFoundError, match="pip install no-such-package"):
+        model_module.resolve_model_name("absent")
+    for name, alias in model_module.MODEL_ALIASES.items():
+        assert alias.module and alias.distribution, name
+    preflight.require_modules("eval", "a-hub-id-not-an-alias")  # no alias: only the command's packages

@@ -29,6 +29,7 @@ from ... import _ext
 from .._common import registry
 from .._common.keys import ID_MASK, decode_keys
 from .formulas import register_cuda_selection_fakes
+from .inputs import mask_excluded
 from .merge import topk_chunked_reference
 
 NAMESPACE = "hybrid_fast_cuda"
@@ -54,14 +55,6 @@ def _segments(rows: int, cols: int, k: int) -> int:
     return max(1, min(want, cols // max(MIN_SEGMENT, 4 * k)))
 
 
-def _mask_excluded(s: torch.Tensor, exclude: torch.Tensor, n0: int) -> torch.Tensor:
-    """NaN (never returned) at excluded ids of tile columns n0 .. n0 + L (lists too long for the kernel)."""
-    inside = (exclude >= n0) & (exclude < n0 + s.shape[1])
-    rows = torch.arange(s.shape[0], device=s.device)[:, None].expand_as(exclude)
-    s[rows[inside], exclude[inside] - n0] = float("nan")
-    return s
-
-
 def topk_keys(q, c, k, exclude, n_chunk: int = 0, q_block: int = 0, segments: int = 0) -> torch.Tensor:
     """Best k packed keys per query, (Q, k) int64, best first. ``n_chunk``/``q_block``/``segments``:
     corpus rows per tile, query rows per tile, row ranges per tile row (0 = auto)."""
@@ -80,7 +73,7 @@ def topk_keys(q, c, k, exclude, n_chunk: int = 0, q_block: int = 0, segments: in
         for n0 in range(0, N, n_chunk):
             s = _scores(qb, c[n0:n0 + n_chunk])
             if ex is not None and not ex_in_kernel:
-                s = _mask_excluded(s, ex, n0)
+                s = mask_excluded(s, ex, n0, float("nan"))  # NaN: never returned (lists too long for the kernel)
             L = s.shape[1]
             kc = min(k, L)
             seg = segments if segments > 0 else _segments(qb.shape[0], L, kc)

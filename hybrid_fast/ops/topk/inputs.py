@@ -43,6 +43,17 @@ def exclude_tensor(exclude, Q: int, N: int, device: torch.device) -> torch.Tenso
     return ex
 
 
+def mask_excluded(scores: torch.Tensor, exclude: torch.Tensor, first_id: int = 0,
+                  value: float = float("-inf")) -> torch.Tensor:
+    """Set ``scores[r, j] = value`` (in place; returned) where row r of ``exclude`` ((Q, E) int64,
+    -1 = none) holds the id ``first_id + j``: the columns of ``scores`` (Q, L) are the ids
+    ``first_id .. first_id + L - 1`` (a corpus tile); ids outside them are left alone."""
+    inside = (exclude >= first_id) & (exclude < first_id + scores.shape[1])
+    rows = torch.arange(scores.shape[0], device=scores.device)[:, None].expand_as(exclude)
+    scores[rows[inside], exclude[inside] - first_id] = value
+    return scores
+
+
 def topk_inputs(queries, corpus, k, metric, exclude, precision):
     """Validate and normalise the arguments of :func:`topk_search`.
 

@@ -1,5 +1,6 @@
-"""Merging top-k lists under the tie rule (score desc, id asc): per-row sort of candidates, the
-chunk-by-chunk driver shared by :class:`hybrid_fast.ExactIndex` (memory-mapped shards) and the
+"""Merging top-k lists under the tie rule (score desc, id asc): per-row sort of candidates, one
+chunk's step (exclude to local ids, ids back to global; also each shard's step of the sharded
+search), the chunk-by-chunk driver shared by :class:`hybrid_fast.ExactIndex` (memory-mapped shards) and the
 GPU backends' fallback for what their kernels do not take."""
 from __future__ import annotations
 
@@ -20,6 +21,20 @@ def sort_rows(scores: torch.Tensor, indices: torch.Tensor, k: int):
     return s.contiguous(), i.contiguous()
 
 
+def chunk_topk(first_id: int, n: int, k: int, exclude, search):
+    """One chunk's top-min(k, n) in global ids: the chunk of rows ``first_id .. first_id + n - 1``
+    of a corpus searched with ``search(kk, local_exclude)`` (returning (scores, local ids),
+    padding -1). ``exclude`` ((Q, E) global ids, -1 = none, or None) is shifted to local ids
+    (ids outside the chunk become -1); the local ids returned are shifted back (-1 kept).
+    The step of :func:`topk_over_chunks` and of :func:`hybrid_fast.distributed.sharded_search`."""
+    local = None
+    if exclude is not None:
+        local = torch.where((exclude >= first_id) & (exclude < first_id + n), exclude - first_id,
+                            torch.full_like(exclude, -1))
+    s, i = search(min(k, n), local)
+    return s, torch.where(i >= 0, i + first_id, i)
+
+
 def topk_over_chunks(chunks, k: int, exclude, search):
     """Exact top-k over a corpus given as consecutive row chunks, merged under the tie rule.
 
@@ -31,12 +46,7 @@ def topk_over_chunks(chunks, k: int, exclude, search):
     """
     best_s = best_i = None
     for a, rows in chunks:
-        n = rows.shape[0]
-        local = None
-        if exclude is not None:
-            local = torch.where((exclude >= a) & (exclude < a + n), exclude - a, torch.full_like(exclude, -1))
-        s, i = search(rows, min(k, n), local)
-        i = torch.where(i >= 0, i + a, i)
+        s, i = chunk_topk(a, rows.shape[0], k, exclude, lambda kk, local, rows=rows: search(rows, kk, local))
         if best_s is not None:
             s, i = sort_rows(torch.cat([best_s, s], 1), torch.cat([best_i, i], 1), k)
         best_s, best_i = s, i

@@ -10,7 +10,7 @@ import torch
 
 from .._common import registry
 from .._common.validation import compute_dtype
-from .inputs import topk_inputs
+from .inputs import mask_excluded, topk_inputs
 
 
 def topk_scores(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude: torch.Tensor | None):
@@ -24,9 +24,7 @@ def topk_scores(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude: to
     scores = queries.to(ct) @ corpus.to(ct).T
     scores = torch.nan_to_num(scores, nan=float("-inf"))
     if exclude is not None and exclude.numel() > 0:
-        rows = torch.arange(scores.shape[0], device=scores.device)[:, None].expand_as(exclude)
-        keep = exclude >= 0
-        scores[rows[keep], exclude[keep]] = float("-inf")
+        mask_excluded(scores, exclude)
     # The columns are already in ascending index order, so a stable descending sort applies
     # the tie rule.
     values, indices = torch.sort(scores, dim=1, descending=True, stable=True)
