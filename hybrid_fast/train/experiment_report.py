@@ -41,6 +41,16 @@ def _beir_ndcg(arm: dict) -> float | None:
     return arm["beir"]["mean"]["ndcg@10"] if arm.get("beir") else None
 
 
+def beir_mean_std(arm: dict, metric: str = "ndcg@10") -> float | None:
+    """Sample std over seeds of each seed's mean over the BEIR folders (the spread of the
+    ``beir.mean`` figure); None without BEIR or with one seed."""
+    folders = [k for k in arm.get("beir") or {} if k != "mean"]
+    if not folders:
+        return None
+    by_seed = np.array([[r[metric] for r in arm["beir"][f]["per_seed"]] for f in folders], dtype=float)
+    return float(np.std(by_seed.mean(axis=0), ddof=1)) if by_seed.shape[1] > 1 else None
+
+
 def _cell(mean: float | None, std: float | None = None, digits: int = 3) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
@@ -53,10 +63,7 @@ def results_table(results: dict) -> str:
     header = ["arm"] + [label for _, _, label in HEADLINE] + ["Rank dist. (lower better)", "BEIR nDCG@10"]
     rows = []
     for name, arm in results["arms"].items():
-        beir_std = None
-        if arm.get("beir"):
-            folders = [k for k in arm["beir"] if k != "mean"]
-            beir_std = arm["beir"][folders[0]]["ndcg@10_std"] if len(folders) == 1 else None
+        beir_std = beir_mean_std(arm)
         rows.append([name] + [_cell(arm[s][m], arm[s].get(f"{m}_std")) for s, m, _ in HEADLINE]
                     + [_cell(arm["rank_distance"], arm.get("rank_distance_std"), 1), _cell(_beir_ndcg(arm), beir_std)])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
@@ -74,12 +81,31 @@ def beir_markdown(results: dict) -> str:
     if not arms:
         return ""
     folders = [k for k in next(iter(arms.values())) if k != "mean"]
-    lines = ["| Model | " + " | ".join(f"{f} nDCG@10 / R@100 / MRR@10" for f in folders) + " |",
-             "|---|" + "---|" * len(folders)]
+    mean = ["mean nDCG@10"] if len(folders) > 1 else []
+    lines = ["| Model | " + " | ".join([f"{f} nDCG@10 / R@100 / MRR@10" for f in folders] + mean) + " |",
+             "|---|" + "---|" * (len(folders) + len(mean))]
     for arm, beir in arms.items():
-        cells = [f"{beir[f]['ndcg@10']:.3f} / {beir[f]['recall@100']:.3f} / {beir[f]['mrr@10']:.3f}" for f in folders]
+        cells = [f"{_cell(beir[f]['ndcg@10'], beir[f].get('ndcg@10_std'))} / {beir[f]['recall@100']:.3f} / "
+                 f"{beir[f]['mrr@10']:.3f}" for f in folders]
+        if mean:
+            cells.append(_cell(beir["mean"]["ndcg@10"], beir_mean_std(results["arms"][arm])))
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def beir_overlap_note(per_query: dict[str, list[dict]] | None) -> str:
+    """A warning line for each pair of BEIR folders that evaluate the same query ids (e.g. the
+    packaged DBpedia sample is drawn from the DBpedia subset): the mean over folders then counts
+    those queries twice. Empty when no folders share queries or without ``per_query``."""
+    runs = next((r for r in (per_query or {}).values() if r), None)
+    if not runs:
+        return ""
+    ids = {name: set(qids) for name, qids in runs[0]["beir"].items()}
+    names = list(ids)
+    notes = [f"`{a}` and `{b}` share {len(ids[a] & ids[b])} evaluated queries (of {len(ids[a])} and {len(ids[b])}): "
+             "the mean over folders counts them twice; read the folders' own columns."
+             for i, a in enumerate(names) for b in names[i + 1:] if ids[a] & ids[b]]
+    return "\n".join(f"Note: {n}" for n in notes) + ("\n" if notes else "")
 
 
 def comparison_markdown(results: dict) -> str:
@@ -226,7 +252,10 @@ def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[P
         lines += ["## XQuAD-R per language (mean over seeds; rows: arms, columns: query language)", "", per_language]
     beir = beir_markdown(results)
     if beir:
-        lines += ["## BEIR (mean over seeds)", "", beir]
+        lines += ["## BEIR (mean ± std over seeds)", "", beir]
+        overlap = beir_overlap_note(per_query)
+        if overlap:
+            lines += [overlap]
     comparison = comparison_markdown(results)
     if comparison:
         lines += ["## Hybrid minus each baseline (paired bootstrap, 95% CI)", "", comparison]

@@ -379,3 +379,36 @@ def test_per_language_tables_mark_languages_unseen_in_training():
                                   "per_language": {"hybrid": {"en": values, "el": dict(values, mono_map=0.25)}}})
     assert "| Model | en | el* | macro |" in text and "not a training language" in text
     assert "| hybrid | 0.500 | 0.250 | 0.375 |" in text
+
+
+def test_beir_spread_is_the_std_over_seeds_of_the_mean_over_folders():
+    from hybrid_fast.train.experiment import summarize_beir
+    from hybrid_fast.train.experiment_report import beir_markdown, beir_mean_std, results_table
+
+    def seed(s, a, b):
+        return {"seed": s, "beir": {"f1": {"ndcg@10": a, "recall@100": 1.0, "mrr@10": 1.0, "map": 1.0},
+                                    "f2": {"ndcg@10": b, "recall@100": 1.0, "mrr@10": 1.0, "map": 1.0}}}
+
+    beir = summarize_beir([seed(0, 0.5, 0.7), seed(1, 0.3, 0.5), seed(2, 0.4, 0.2)])
+    arm = {"beir": beir}
+    assert beir_mean_std(arm) == pytest.approx(np.std([0.6, 0.4, 0.3], ddof=1))
+    assert beir["mean"]["ndcg@10"] == pytest.approx(np.mean([0.6, 0.4, 0.3]))
+    assert "| hybrid | 0.400 ± 0.100 / 1.000 / 1.000 | 0.467 ± 0.252 / 1.000 / 1.000 | 0.433 ± 0.153 |" in \
+        beir_markdown({"arms": {"hybrid": arm}})
+    one_seed = {"beir": summarize_beir([seed(0, 0.5, 0.7)])}
+    assert beir_mean_std(one_seed) is None
+    arms = {"hybrid": {**arm, **{s: {"map": 0.5, "map_std": 0.0} for s in ("mono", "cross", "multi")},
+                       "rank_distance": 1.0, "rank_distance_std": 0.0}}
+    assert "0.433 ± 0.153" in results_table({"arms": arms})
+
+
+def test_report_notes_beir_folders_that_share_queries():
+    from hybrid_fast.train.experiment_report import beir_overlap_note
+
+    runs = {"hybrid": [{"beir": {"small": {"q1": 0.5, "q2": 0.1}, "big": {"q1": 0.4, "q3": 0.2, "q4": 0.0},
+                                 "other": {"x": 1.0}}}]}
+    note = beir_overlap_note(runs)
+    assert note == ("Note: `small` and `big` share 1 evaluated queries (of 2 and 3): the mean over folders counts "
+                    "them twice; read the folders' own columns.\n")
+    assert beir_overlap_note({"hybrid": [{"beir": {"a": {"q": 1.0}, "b": {"r": 1.0}}}]}) == ""
+    assert beir_overlap_note(None) == ""
