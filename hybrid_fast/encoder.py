@@ -191,7 +191,8 @@ class Encoder(BiEncoder):
         """Write one cache shard atomically (a crash leaves no partial ``shard-*.pt``; the
         temporary file's name starts with a dot, so :meth:`_load_cache` never reads it)."""
         folder = self._cache_folder()
-        write_text_atomic(folder / "identity.json", json.dumps(self.identity(), indent=1))
+        if not (folder / "identity.json").is_file():  # the folder is named by the identity: written once
+            write_text_atomic(folder / "identity.json", json.dumps(self.identity(), indent=1))
         digest = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
         with atomic_path(folder / f"shard-{digest}.pt") as partial:
             torch.save({"keys": keys, "embeddings": embeddings.clone()}, partial)

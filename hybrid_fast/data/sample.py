@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .sources import cache_root, is_offline, resolve_data_dir
+from .sources import cache_root, is_offline, missing_files, resolve_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def _experiment_files(languages: Sequence[str], subsets: Sequence[str]) -> dict[
 
 
 def _missing(root: Path, needed: dict[str, list[str]]) -> list[str]:
-    return [f"{sub}/{f}" for sub, files in needed.items() for f in files if not (root / sub / f).is_file()]
+    """``needed``'s files (``{subfolder: [names]}``) that ``root`` lacks, as ``sub/name`` paths."""
+    return missing_files(root, [f"{sub}/{f}" for sub, files in needed.items() for f in files])
 
 
 def locate_experiment_data(languages: Sequence[str], *, download: bool | None = None, flag: str = "--data",

@@ -93,9 +93,9 @@ def register(subparsers) -> None:
     exp.set_defaults(func=run_experiment)
 
     report = subparsers.add_parser("report", help="rebuild an experiment's report.md and plots from its files")
-    report.add_argument("results", help="the experiment's results JSON (per_query.json beside it or in --report-dir)")
-    report.add_argument("--work-dir", default=None, help="the experiment's run folders (loss curves; default: "
-                                                         "the JSON's folder)")
+    report.add_argument("results", help="the experiment's results JSON")
+    report.add_argument("--work-dir", default=None, help="the experiment's run folders (loss curves, "
+                                                         "per_query.json; default: the JSON's folder)")
     report.add_argument("--report-dir", default=None, help="where report.md and the plots go (default: the JSON's folder)")
     report.set_defaults(func=run_report)
 

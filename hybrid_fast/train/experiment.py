@@ -214,6 +214,18 @@ def compare_arms(per_query: dict[str, list[dict]], *, reference: str = "hybrid",
     return out
 
 
+#: Every arm and seed's per-query values (``{arm: [strip_per_query(...) per seed]}``), in the work dir.
+PER_QUERY_FILE = "per_query.json"
+
+
+def shared_queries(query_ids: dict[str, set]) -> dict[str, dict[str, int]]:
+    """``{folder: {other folder: number of evaluated query ids both hold}}`` (pairs sharing none
+    left out): folders drawn from one collection (the packaged DBpedia sample and the DBpedia
+    subset) count those queries twice in the mean over folders."""
+    return {a: {b: len(ids & other) for b, other in query_ids.items() if b != a and ids & other}
+            for a, ids in query_ids.items()}
+
+
 #: One arm and seed's evaluation (with its per-query values), written atomically into its run
 #: folder when it is done: a rerun of the same experiment after a crash or a kill reuses it.
 FINISHED_RUN = "evaluation.json"
@@ -322,8 +334,10 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
     log.info("test set: %s", test.summary())
     beir = load_beir_folders(beir_dirs)
     started = time.perf_counter()
+    shared = shared_queries({name: set(d.qrels) for name, d in beir.items()})
     results: dict = {"data": data_label or str(data_dir), "arms": {}, "split": split, "test_set": test.summary(),
-                     "beir": {name: {"folder": str(d.folder), "summary": d.summary()} for name, d in beir.items()},
+                     "beir": {name: {"folder": str(d.folder), "summary": d.summary(), "shared_queries": shared[name]}
+                              for name, d in beir.items()},
                      "settings": {**base.to_dict(), "seeds": list(seeds)}}
     prefixes = dict(query_prefix=base.query_prefix, passage_prefix=base.passage_prefix)
     curves: dict[str, list[Path]] = {}
@@ -369,9 +383,9 @@ def run_experiment(base: TrainConfig, *, data_dir: str | Path, seeds, arms=ARMS,
     results["timing_s"] = time.perf_counter() - started
     results["comparison"] = compare_arms(per_query)
     results["per_language"] = per_language_means(per_query)
-    if report_dir is not None:  # the values behind the CIs, for re-analysis
-        Path(report_dir).mkdir(parents=True, exist_ok=True)
-        write_text_atomic(Path(report_dir) / "per_query.json", json.dumps(per_query))
+    # The values behind the CIs, for re-analysis: megabytes, so beside the runs, not the report.
+    write_text_atomic(work_dir / PER_QUERY_FILE, json.dumps(per_query))
+    if report_dir is not None:
         write_report(results, report_dir, curves, title=report_title(results))
     return results
 

@@ -93,19 +93,17 @@ def beir_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def beir_overlap_note(per_query: dict[str, list[dict]] | None) -> str:
-    """A warning line for each pair of BEIR folders that evaluate the same query ids (e.g. the
-    packaged DBpedia sample is drawn from the DBpedia subset): the mean over folders then counts
-    those queries twice. Empty when no folders share queries or without ``per_query``."""
-    runs = next((r for r in (per_query or {}).values() if r), None)
-    if not runs:
-        return ""
-    ids = {name: set(qids) for name, qids in runs[0]["beir"].items()}
-    names = list(ids)
-    notes = [f"`{a}` and `{b}` share {len(ids[a] & ids[b])} evaluated queries (of {len(ids[a])} and {len(ids[b])}): "
-             "the mean over folders counts them twice; read the folders' own columns."
-             for i, a in enumerate(names) for b in names[i + 1:] if ids[a] & ids[b]]
-    return "\n".join(f"Note: {n}" for n in notes) + ("\n" if notes else "")
+def beir_overlap_note(results: dict) -> str:
+    """A warning line for each pair of BEIR folders that evaluate the same queries
+    (``results["beir"][folder]["shared_queries"]``): the mean over folders then counts those
+    queries twice. Empty when no folders share queries."""
+    beir = results.get("beir") or {}
+    names = list(beir)
+    notes = [f"`{a}` and `{b}` share {n} evaluated queries: the mean over folders counts them twice; "
+             "read the folders' own columns."
+             for i, a in enumerate(names) for b, n in (beir[a].get("shared_queries") or {}).items()
+             if b in names[i + 1:]]
+    return "".join(f"Note: {n}\n" for n in notes)
 
 
 def comparison_markdown(results: dict) -> str:
@@ -224,15 +222,11 @@ def bar_chart(results: dict, path: str | Path) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str,
-                 per_query: dict[str, list[dict]] | None = None) -> Path:
-    """Plots and ``report.md`` into ``report_dir``; returns the report's path. ``per_query``
-    (``per_query.json``) adds ``results["per_language"]`` when it is not there yet."""
+def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[Path]], *, title: str) -> Path:
+    """Plots and ``report.md`` into ``report_dir``; returns the report's path."""
     from ..eval.report import plot_metrics
 
     report_dir = Path(report_dir)
-    if per_query and not results.get("per_language"):
-        results["per_language"] = per_language_means(per_query)
     plots: list[tuple[str, Path | None]] = [("Headline metrics per arm", bar_chart(results, report_dir / "metrics.png"))]
     firsts = [paths[0] for paths in curves.values()]
     if firsts:
@@ -253,7 +247,7 @@ def write_report(results: dict, report_dir: str | Path, curves: dict[str, list[P
     beir = beir_markdown(results)
     if beir:
         lines += ["## BEIR (mean ± std over seeds)", "", beir]
-        overlap = beir_overlap_note(per_query)
+        overlap = beir_overlap_note(results)
         if overlap:
             lines += [overlap]
     comparison = comparison_markdown(results)
@@ -273,8 +267,9 @@ def report_title(results: dict) -> str:
 def rebuild_report(results_path: str | Path, *, work_dir: str | Path | None = None,
                    report_dir: str | Path | None = None) -> Path:
     """``hybrid-fast report``: ``report.md`` and plots again from a finished experiment's files:
-    the results JSON, ``per_query.json`` beside it (per-language tables; skipped when absent)
-    and each run's ``metrics.jsonl`` under ``work_dir`` (default: the JSON's folder)."""
+    the results JSON and each run's ``metrics.jsonl`` under ``work_dir`` (default: the JSON's
+    folder). A JSON without ``per_language`` (older runs) takes it from ``work_dir/per_query.json``
+    when that is there; otherwise the per-language tables are left out."""
     results_path = Path(results_path)
     if not results_path.is_file():
         raise FileNotFoundError(f"results: expected the JSON file of a finished experiment, got {results_path} "
@@ -284,15 +279,14 @@ def rebuild_report(results_path: str | Path, *, work_dir: str | Path | None = No
         raise ValueError(f"results: expected an experiment's results JSON (keys 'arms', 'test_set'), got "
                          f"{results_path} with keys {sorted(results)[:8]}")
     work_dir = Path(work_dir) if work_dir else results_path.parent
-    report_dir = Path(report_dir) if report_dir else results_path.parent
-    per_query_path = report_dir / "per_query.json"
-    if not per_query_path.is_file():
-        per_query_path = results_path.parent / "per_query.json"
-    per_query = json.loads(per_query_path.read_text()) if per_query_path.is_file() else None
+    per_query_path = work_dir / "per_query.json"
+    if not results.get("per_language") and per_query_path.is_file():
+        results["per_language"] = per_language_means(json.loads(per_query_path.read_text()))
     seeds = results.get("settings", {}).get("seeds", [])
     curves: dict[str, list[Path]] = {}
     for arm in results["arms"]:
-        paths = [work_dir / f"{arm}-seed{seed}" / "metrics.jsonl" for seed in seeds]
-        if any(p.is_file() for p in paths):
-            curves[arm] = [p for p in paths if p.is_file()]
-    return write_report(results, report_dir, curves, title=report_title(results), per_query=per_query)
+        paths = [p for p in (work_dir / f"{arm}-seed{seed}" / "metrics.jsonl" for seed in seeds) if p.is_file()]
+        if paths:
+            curves[arm] = paths
+    return write_report(results, Path(report_dir) if report_dir else results_path.parent, curves,
+                        title=report_title(results))

@@ -403,12 +403,13 @@ def test_beir_spread_is_the_std_over_seeds_of_the_mean_over_folders():
 
 
 def test_report_notes_beir_folders_that_share_queries():
+    from hybrid_fast.train.experiment import shared_queries
     from hybrid_fast.train.experiment_report import beir_overlap_note
 
-    runs = {"hybrid": [{"beir": {"small": {"q1": 0.5, "q2": 0.1}, "big": {"q1": 0.4, "q3": 0.2, "q4": 0.0},
-                                 "other": {"x": 1.0}}}]}
-    note = beir_overlap_note(runs)
-    assert note == ("Note: `small` and `big` share 1 evaluated queries (of 2 and 3): the mean over folders counts "
+    shared = shared_queries({"small": {"q1", "q2"}, "big": {"q1", "q3", "q4"}, "other": {"x"}})
+    assert shared == {"small": {"big": 1}, "big": {"small": 1}, "other": {}}
+    note = beir_overlap_note({"beir": {name: {"shared_queries": v} for name, v in shared.items()}})
+    assert note == ("Note: `small` and `big` share 1 evaluated queries: the mean over folders counts "
                     "them twice; read the folders' own columns.\n")
-    assert beir_overlap_note({"hybrid": [{"beir": {"a": {"q": 1.0}, "b": {"r": 1.0}}}]}) == ""
-    assert beir_overlap_note(None) == ""
+    assert beir_overlap_note({"beir": {"a": {"shared_queries": {}}, "b": {"shared_queries": {}}}}) == ""
+    assert beir_overlap_note({}) == ""
